@@ -1,0 +1,175 @@
+//! What a window knows about recent calls.
+//!
+//! Trippers decide on aggregates, not on single calls: how many calls, how many failed,
+//! how long they took, how many were slow for each latency threshold. [`Metric`] is that
+//! aggregate; it is `Copy` and allocation-free, because the breaker builds one on every
+//! call.
+
+use std::time::Duration;
+
+/// The most distinct `SlowRate` thresholds one breaker can track.
+pub const MAX_SLOW_THRESHOLDS: usize = 8;
+
+/// The outcome of one call as a window records it.
+///
+/// ```
+/// use std::time::Duration;
+/// let r = fluxgate::Record::failure(Duration::from_millis(30));
+/// assert!(r.failure);
+/// assert_eq!(r.duration, Duration::from_millis(30));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Whether the call counts as a failure.
+    pub failure: bool,
+    /// How long it ran (zero when the breaker does not time calls).
+    pub duration: Duration,
+}
+
+impl Record {
+    /// A successful call.
+    ///
+    /// ```
+    /// assert!(!fluxgate::Record::success(std::time::Duration::ZERO).failure);
+    /// ```
+    pub const fn success(duration: Duration) -> Record {
+        Record {
+            failure: false,
+            duration,
+        }
+    }
+
+    /// A failed call; it keeps its real duration (M-2).
+    ///
+    /// ```
+    /// assert!(fluxgate::Record::failure(std::time::Duration::ZERO).failure);
+    /// ```
+    pub const fn failure(duration: Duration) -> Record {
+        Record {
+            failure: true,
+            duration,
+        }
+    }
+}
+
+/// Aggregate of the calls in a window (M-1).
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate::windows::{CountWindow, Window};
+/// use fluxgate::Record;
+///
+/// let mut w = CountWindow::new(10);
+/// w.set_slow_thresholds(&[Duration::from_millis(100)]);
+/// w.record(0, 0, Record::success(Duration::from_millis(50)));
+/// w.record(0, 0, Record::failure(Duration::from_millis(150)));
+/// let m = w.metric(0, 0);
+/// assert_eq!(m.total_count, 2);
+/// assert_eq!(m.failure_rate(), Some(0.5));
+/// assert_eq!(m.avg_duration(), Some(Duration::from_millis(100)));
+/// assert_eq!(m.slow_rate(Duration::from_millis(100)), Some(0.5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Metric {
+    /// Calls recorded.
+    pub total_count: u64,
+    /// Calls recorded as failures.
+    pub failure_count: u64,
+    /// Sum of the recorded calls' durations.
+    pub total_duration: Duration,
+    slow: [(Duration, u64); MAX_SLOW_THRESHOLDS],
+    slow_len: u8,
+}
+
+impl Metric {
+    /// Builds a metric from its parts (for tests of custom trippers).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = fluxgate::Metric::new(10, 3, Duration::from_secs(1), &[(Duration::from_millis(200), 4)]);
+    /// assert_eq!(m.slow_count(Duration::from_millis(200)), 4);
+    /// ```
+    pub fn new(
+        total_count: u64,
+        failure_count: u64,
+        total_duration: Duration,
+        slow_counts: &[(Duration, u64)],
+    ) -> Metric {
+        let mut m = Metric {
+            total_count,
+            failure_count,
+            total_duration,
+            ..Metric::default()
+        };
+        for &(t, c) in slow_counts.iter().take(MAX_SLOW_THRESHOLDS) {
+            m.push_slow(t, c);
+        }
+        m
+    }
+
+    pub(crate) fn push_slow(&mut self, threshold: Duration, count: u64) {
+        let i = self.slow_len as usize;
+        if i < MAX_SLOW_THRESHOLDS {
+            self.slow[i] = (threshold, count);
+            self.slow_len += 1;
+        }
+    }
+
+    /// Average duration, `None` when nothing was recorded.
+    ///
+    /// ```
+    /// assert_eq!(fluxgate::Metric::default().avg_duration(), None);
+    /// ```
+    pub fn avg_duration(&self) -> Option<Duration> {
+        if self.total_count == 0 {
+            return None;
+        }
+        let avg = self.total_duration.as_nanos() / self.total_count as u128;
+        Some(Duration::from_nanos(u64::try_from(avg).unwrap_or(u64::MAX)))
+    }
+
+    /// Failures / total, `None` when nothing was recorded.
+    ///
+    /// ```
+    /// let m = fluxgate::Metric::new(4, 1, std::time::Duration::ZERO, &[]);
+    /// assert_eq!(m.failure_rate(), Some(0.25));
+    /// ```
+    pub fn failure_rate(&self) -> Option<f64> {
+        (self.total_count > 0).then(|| self.failure_count as f64 / self.total_count as f64)
+    }
+
+    /// Calls at least as slow as `threshold` / total; `None` when nothing was recorded,
+    /// `Some(0.0)` for a threshold with no slow calls.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = fluxgate::Metric::new(4, 0, Duration::ZERO, &[(Duration::from_secs(1), 1)]);
+    /// assert_eq!(m.slow_rate(Duration::from_secs(1)), Some(0.25));
+    /// assert_eq!(m.slow_rate(Duration::from_secs(9)), Some(0.0));
+    /// ```
+    pub fn slow_rate(&self, threshold: Duration) -> Option<f64> {
+        (self.total_count > 0).then(|| self.slow_count(threshold) as f64 / self.total_count as f64)
+    }
+
+    /// Calls at least as slow as `threshold` (0 for a threshold the window does not track).
+    ///
+    /// ```
+    /// assert_eq!(fluxgate::Metric::default().slow_count(std::time::Duration::from_secs(1)), 0);
+    /// ```
+    pub fn slow_count(&self, threshold: Duration) -> u64 {
+        self.slow_counts()
+            .find(|&(t, _)| t == threshold)
+            .map_or(0, |(_, c)| c)
+    }
+
+    /// The tracked thresholds and their slow counts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let m = fluxgate::Metric::new(1, 0, Duration::ZERO, &[(Duration::from_secs(1), 1)]);
+    /// assert_eq!(m.slow_counts().collect::<Vec<_>>(), [(Duration::from_secs(1), 1)]);
+    /// ```
+    pub fn slow_counts(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        self.slow[..self.slow_len as usize].iter().copied()
+    }
+}

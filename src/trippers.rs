@@ -1,0 +1,377 @@
+//! Trippers: when to open (and when a half-open circuit may close).
+//!
+//! A tripper is a rule over the window's [`Metric`], the current state and the failure
+//! streak. Rules combine with `&` and `|` (TR-8), so one expression says "after 5 failures
+//! in a row, or once at least 20 calls were seen and half of them failed":
+//!
+//! ```
+//! use fluxgate::trippers::{FailureRate, FailureStreak, MinRequests, TripContext, Tripper};
+//! use fluxgate::{Metric, State};
+//! use std::time::Duration;
+//!
+//! let t = FailureStreak::new(5) | (MinRequests::new(20) & FailureRate::new(0.5));
+//! let m = Metric::new(10, 5, Duration::ZERO, &[]);
+//! assert!(!t.trip(&TripContext::new(&m, State::Closed, 3)));
+//! assert!(t.trip(&TripContext::new(&m, State::Closed, 5)));
+//! ```
+//!
+//! The breaker asks its tripper only in `closed` (true → open) and `half_open` (after a
+//! success: false → closed; after a failure: true → open).
+
+use std::ops::{BitAnd, BitOr};
+use std::time::Duration;
+
+use crate::{ConfigError, Metric, State};
+
+/// What a tripper sees (TR-1).
+///
+/// ```
+/// use fluxgate::{Metric, State, trippers::TripContext};
+/// let m = Metric::default();
+/// let ctx = TripContext::new(&m, State::HalfOpen, 0);
+/// assert_eq!(ctx.state, State::HalfOpen);
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct TripContext<'a> {
+    /// The window's aggregate.
+    pub metric: &'a Metric,
+    /// `closed` or `half_open`.
+    pub state: State,
+    /// Tracked failures in a row since the last success or transition.
+    pub consecutive_failures: u64,
+}
+
+impl<'a> TripContext<'a> {
+    /// Builds a context (for testing trippers).
+    ///
+    /// ```
+    /// let m = fluxgate::Metric::default();
+    /// let _ = fluxgate::trippers::TripContext::new(&m, fluxgate::State::Closed, 2);
+    /// ```
+    pub fn new(metric: &'a Metric, state: State, consecutive_failures: u64) -> Self {
+        TripContext {
+            metric,
+            state,
+            consecutive_failures,
+        }
+    }
+}
+
+/// A rule that says whether the circuit should be (or stay) open.
+///
+/// ```
+/// use fluxgate::trippers::{TripContext, Tripper};
+/// struct Never;
+/// impl Tripper for Never {
+///     fn trip(&self, _: &TripContext<'_>) -> bool { false }
+/// }
+/// let cb = fluxgate::CircuitBreaker::builder("x").tripper(Never).build().unwrap();
+/// # let _ = cb;
+/// ```
+pub trait Tripper: Send + Sync + 'static {
+    /// Whether the rule holds.
+    fn trip(&self, ctx: &TripContext<'_>) -> bool;
+
+    /// Checks parameters; combinators check both sides. Called by `build()`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Adds the latency thresholds whose slow counts this rule reads (M-3).
+    fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+        let _ = out;
+    }
+
+    /// Whether this rule reads call durations (so the breaker must time calls).
+    fn needs_durations(&self) -> bool {
+        false
+    }
+}
+
+/// True iff the state is `closed` (TR-2).
+///
+/// ```
+/// use fluxgate::{Metric, State, trippers::{Closed, TripContext, Tripper}};
+/// assert!(Closed.trip(&TripContext::new(&Metric::default(), State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Closed;
+
+/// True iff the state is `half_open` (TR-2).
+///
+/// ```
+/// use fluxgate::{Metric, State, trippers::{HalfOpened, TripContext, Tripper}};
+/// assert!(!HalfOpened.trip(&TripContext::new(&Metric::default(), State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HalfOpened;
+
+impl Tripper for Closed {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.state == State::Closed
+    }
+}
+impl Tripper for HalfOpened {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.state == State::HalfOpen
+    }
+}
+
+/// At least `n` calls in the window (TR-3); `n ≥ 1`.
+///
+/// ```
+/// use fluxgate::{Metric, State, trippers::{MinRequests, TripContext, Tripper}};
+/// let m = Metric::new(20, 0, std::time::Duration::ZERO, &[]);
+/// assert!(MinRequests::new(20).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct MinRequests(u64);
+
+impl MinRequests {
+    /// The rule `total ≥ n`.
+    ///
+    /// ```
+    /// let _ = fluxgate::trippers::MinRequests::new(100);
+    /// ```
+    pub const fn new(n: u64) -> Self {
+        MinRequests(n)
+    }
+}
+
+impl Tripper for MinRequests {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.metric.total_count >= self.0
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.0 == 0 {
+            return Err(ConfigError::new("MinRequests", "n", self.0, ">= 1"));
+        }
+        Ok(())
+    }
+}
+
+fn check_ratio(component: &'static str, r: f64) -> Result<(), ConfigError> {
+    if r > 0.0 && r <= 1.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(component, "ratio", r, "in (0, 1]"))
+    }
+}
+
+fn check_positive(
+    component: &'static str,
+    parameter: &'static str,
+    d: Duration,
+) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError::new(
+            component,
+            parameter,
+            format_args!("{d:?}"),
+            "greater than zero",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Failures / total ≥ `ratio`, with at least one call (TR-4); ratio in (0, 1].
+///
+/// ```
+/// use fluxgate::{Metric, State, trippers::{FailureRate, TripContext, Tripper}};
+/// let m = Metric::new(10, 5, std::time::Duration::ZERO, &[]);
+/// assert!(FailureRate::new(0.5).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FailureRate(f64);
+
+impl FailureRate {
+    /// The rule `failures / total ≥ ratio`.
+    ///
+    /// ```
+    /// let _ = fluxgate::trippers::FailureRate::new(0.5);
+    /// ```
+    pub const fn new(ratio: f64) -> Self {
+        FailureRate(ratio)
+    }
+}
+
+impl Tripper for FailureRate {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        let m = ctx.metric;
+        // failures ≥ ratio·total, without a division on the hot path.
+        m.total_count > 0 && m.failure_count as f64 >= self.0 * m.total_count as f64
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_ratio("FailureRate", self.0)
+    }
+}
+
+/// Average duration ≥ `threshold`, with at least one call (TR-5); threshold > 0.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate::{Metric, State, trippers::{AvgLatency, TripContext, Tripper}};
+/// let m = Metric::new(2, 0, Duration::from_secs(4), &[]);
+/// assert!(AvgLatency::new(Duration::from_secs(2)).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AvgLatency(Duration);
+
+impl AvgLatency {
+    /// The rule `avg duration ≥ threshold`.
+    ///
+    /// ```
+    /// let _ = fluxgate::trippers::AvgLatency::new(std::time::Duration::from_secs(2));
+    /// ```
+    pub const fn new(threshold: Duration) -> Self {
+        AvgLatency(threshold)
+    }
+}
+
+impl Tripper for AvgLatency {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.metric.avg_duration().is_some_and(|avg| avg >= self.0)
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_positive("AvgLatency", "threshold", self.0)
+    }
+    fn needs_durations(&self) -> bool {
+        true
+    }
+}
+
+/// Share of calls at least as slow as `threshold` ≥ `ratio` (TR-6); ratio in (0, 1],
+/// threshold > 0. Each `SlowRate` reads only its own threshold's count.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate::{Metric, State, trippers::{SlowRate, TripContext, Tripper}};
+/// let t = Duration::from_secs(1);
+/// let m = Metric::new(10, 0, Duration::ZERO, &[(t, 3)]);
+/// assert!(SlowRate::new(0.3, t).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct SlowRate {
+    ratio: f64,
+    threshold: Duration,
+}
+
+impl SlowRate {
+    /// The rule `slow(threshold) / total ≥ ratio`.
+    ///
+    /// ```
+    /// let _ = fluxgate::trippers::SlowRate::new(0.3, std::time::Duration::from_secs(1));
+    /// ```
+    pub const fn new(ratio: f64, threshold: Duration) -> Self {
+        SlowRate { ratio, threshold }
+    }
+}
+
+impl Tripper for SlowRate {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        let m = ctx.metric;
+        m.total_count > 0 && m.slow_count(self.threshold) as f64 >= self.ratio * m.total_count as f64
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_ratio("SlowRate", self.ratio)?;
+        check_positive("SlowRate", "threshold", self.threshold)
+    }
+    fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+        if !out.contains(&self.threshold) {
+            out.push(self.threshold);
+        }
+    }
+    fn needs_durations(&self) -> bool {
+        true
+    }
+}
+
+/// At least `n` tracked failures in a row (TR-7); `n ≥ 1`.
+///
+/// ```
+/// use fluxgate::{Metric, State, trippers::{FailureStreak, TripContext, Tripper}};
+/// assert!(FailureStreak::new(3).trip(&TripContext::new(&Metric::default(), State::Closed, 3)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FailureStreak(u64);
+
+impl FailureStreak {
+    /// The rule `consecutive failures ≥ n`.
+    ///
+    /// ```
+    /// let _ = fluxgate::trippers::FailureStreak::new(5);
+    /// ```
+    pub const fn new(n: u64) -> Self {
+        FailureStreak(n)
+    }
+}
+
+impl Tripper for FailureStreak {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.consecutive_failures >= self.0
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.0 == 0 {
+            return Err(ConfigError::new("FailureStreak", "n", self.0, ">= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `a & b` (short-circuits left to right).
+#[derive(Debug, Clone, Copy)]
+pub struct And<A, B>(pub A, pub B);
+
+/// `a | b` (short-circuits left to right).
+#[derive(Debug, Clone, Copy)]
+pub struct Or<A, B>(pub A, pub B);
+
+macro_rules! combinator {
+    ($name:ident, $op:tt) => {
+        impl<A: Tripper, B: Tripper> Tripper for $name<A, B> {
+            fn trip(&self, ctx: &TripContext<'_>) -> bool {
+                self.0.trip(ctx) $op self.1.trip(ctx)
+            }
+            fn validate(&self) -> Result<(), ConfigError> {
+                self.0.validate()?;
+                self.1.validate()
+            }
+            fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+                self.0.slow_thresholds(out);
+                self.1.slow_thresholds(out);
+            }
+            fn needs_durations(&self) -> bool {
+                self.0.needs_durations() || self.1.needs_durations()
+            }
+        }
+    };
+}
+combinator!(And, &&);
+combinator!(Or, ||);
+
+macro_rules! tripper_ops {
+    ($([$($g:tt)*] $t:ty),* $(,)?) => {$(
+        impl<$($g)* Rhs: Tripper> BitAnd<Rhs> for $t {
+            type Output = And<Self, Rhs>;
+            fn bitand(self, rhs: Rhs) -> Self::Output { And(self, rhs) }
+        }
+        impl<$($g)* Rhs: Tripper> BitOr<Rhs> for $t {
+            type Output = Or<Self, Rhs>;
+            fn bitor(self, rhs: Rhs) -> Self::Output { Or(self, rhs) }
+        }
+    )*};
+}
+
+tripper_ops!(
+    [] Closed,
+    [] HalfOpened,
+    [] MinRequests,
+    [] FailureRate,
+    [] AvgLatency,
+    [] SlowRate,
+    [] FailureStreak,
+    [A: Tripper, B: Tripper,] And<A, B>,
+    [A: Tripper, B: Tripper,] Or<A, B>,
+);

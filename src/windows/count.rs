@@ -1,0 +1,209 @@
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::tagged;
+use super::Window;
+use crate::{ConfigError, Metric, Record};
+
+const TAG_BITS: u32 = 16;
+const VALUE_BITS: u32 = 64 - TAG_BITS;
+const FIELD_BITS: u32 = 24;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const SLOT_DUR_BITS: u32 = 46;
+const SLOT_DUR_MAX: u64 = (1 << SLOT_DUR_BITS) - 1;
+const SLOT_VALID: u64 = 1 << (SLOT_DUR_BITS + 1);
+const SLOT_FAIL: u64 = 1 << SLOT_DUR_BITS;
+
+/// The largest size a [`CountWindow`] accepts.
+pub const MAX_COUNT_WINDOW: usize = 1 << 22;
+
+/// Keeps the last `n` calls (W-1).
+///
+/// FIFO: the `n+1`-th record evicts the oldest. Recording is lock-free: a ring of packed
+/// records plus running totals, each update a single compare-and-swap, and a success that
+/// replaces an identical success writes nothing at all.
+///
+/// Limits: `n` is in `1..=4_194_304`; one record's duration is kept up to about 19 hours
+/// and the window's summed duration up to about 39 hours.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate::windows::{CountWindow, Window};
+/// use fluxgate::Record;
+///
+/// let w = CountWindow::new(3);
+/// w.record(0, 0, Record::failure(Duration::ZERO));
+/// for _ in 0..3 { w.record(0, 0, Record::success(Duration::ZERO)); }
+/// let m = w.metric(0, 0);
+/// assert_eq!((m.total_count, m.failure_count), (3, 0)); // the failure was evicted
+/// ```
+#[derive(Debug)]
+pub struct CountWindow {
+    size: usize,
+    head: Padded,
+    base: AtomicU32,
+    counts: AtomicU64,
+    duration: AtomicU64,
+    slots: Box<[AtomicU64]>,
+    thresholds: Box<[(u64, Duration)]>,
+    slow: Box<[AtomicU64]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+impl CountWindow {
+    /// A window over the last `size` calls; `size` must be in `1..=4_194_304`, checked by
+    /// `build()` (an invalid size never panics: the window is then inert until validated).
+    ///
+    /// ```
+    /// let w = fluxgate::windows::CountWindow::new(100);
+    /// assert_eq!(w.size(), 100);
+    /// ```
+    pub fn new(size: usize) -> CountWindow {
+        let slots = if (1..=MAX_COUNT_WINDOW).contains(&size) {
+            (0..size).map(|_| AtomicU64::new(0)).collect()
+        } else {
+            Vec::new().into_boxed_slice()
+        };
+        CountWindow {
+            size,
+            head: Padded::default(),
+            base: AtomicU32::new(0),
+            counts: AtomicU64::new(0),
+            duration: AtomicU64::new(0),
+            slots,
+            thresholds: Box::new([]),
+            slow: Box::new([]),
+        }
+    }
+
+    /// The number of calls the window keeps.
+    ///
+    /// ```
+    /// assert_eq!(fluxgate::windows::CountWindow::new(5).size(), 5);
+    /// ```
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    #[inline]
+    fn tag(&self, generation: u32) -> u64 {
+        u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed))) & 0xFFFF
+    }
+}
+
+#[inline]
+fn newer(a: u64, b: u64) -> bool {
+    (a.wrapping_sub(b) as u16 as i16) > 0
+}
+
+#[inline]
+fn slot_valid_for(slot: u64, tag: u64) -> bool {
+    slot & SLOT_VALID != 0 && slot >> VALUE_BITS == tag
+}
+
+impl Window for CountWindow {
+    fn record(&self, generation: u32, _now_nanos: u64, record: Record) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let tag = self.tag(generation);
+        let dur = u64::try_from(record.duration.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(SLOT_DUR_MAX);
+        let new_slot =
+            (tag << VALUE_BITS) | SLOT_VALID | if record.failure { SLOT_FAIL } else { 0 } | dur;
+        // Positions are handed out once each; the slot is then replaced by CAS so that
+        // exactly one writer accounts for each evicted record, even if the ring wraps
+        // around while we are here.
+        let pos = self.head.0.fetch_add(1, Ordering::Relaxed);
+        let slot = &self.slots[(pos % self.size as u64) as usize];
+        let mut old = slot.load(Ordering::Acquire);
+        loop {
+            if old & SLOT_VALID != 0 && newer(old >> VALUE_BITS, tag) {
+                // A later generation owns this slot: we are a late writer.
+                return;
+            }
+            if old == new_slot {
+                break;
+            }
+            match slot.compare_exchange_weak(old, new_slot, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(actual) => old = actual,
+            }
+        }
+        let evicted = slot_valid_for(old, tag);
+        let old_fail = evicted && old & SLOT_FAIL != 0;
+        let old_dur = if evicted { old & SLOT_DUR_MAX } else { 0 };
+
+        let d_total: i64 = if evicted { 0 } else { 1 };
+        let d_fail: i64 = i64::from(record.failure) - i64::from(old_fail);
+        if d_total != 0 || d_fail != 0 {
+            tagged::update(&self.counts, tag, VALUE_BITS, newer, |v| {
+                let total = tagged::add_field(v & FIELD_MASK, d_total, FIELD_BITS);
+                let fail = tagged::add_field(v >> FIELD_BITS, d_fail, FIELD_BITS);
+                (fail << FIELD_BITS) | total
+            });
+        }
+        if dur != old_dur {
+            let d = dur as i64 - old_dur as i64;
+            tagged::update(&self.duration, tag, VALUE_BITS, newer, |v| {
+                tagged::add_field(v, d, VALUE_BITS)
+            });
+        }
+        for (i, &(t, _)) in self.thresholds.iter().enumerate() {
+            let d = i64::from(dur >= t) - i64::from(evicted && old_dur >= t);
+            if d != 0 {
+                tagged::update(&self.slow[i], tag, VALUE_BITS, newer, |v| {
+                    tagged::add_field(v, d, VALUE_BITS)
+                });
+            }
+        }
+    }
+
+    fn metric(&self, generation: u32, _now_nanos: u64) -> Metric {
+        let tag = self.tag(generation);
+        let counts = tagged::read(&self.counts, tag, VALUE_BITS);
+        let size = self.size as u64;
+        let total = tagged::field_value(counts & FIELD_MASK, FIELD_BITS).min(size);
+        let fail = tagged::field_value(counts >> FIELD_BITS, FIELD_BITS).min(total);
+        let dur = tagged::field_value(
+            tagged::read(&self.duration, tag, VALUE_BITS),
+            VALUE_BITS,
+        );
+        let mut m = Metric::new(total, fail, Duration::from_nanos(dur), &[]);
+        for (i, &(_, t)) in self.thresholds.iter().enumerate() {
+            let c = tagged::field_value(tagged::read(&self.slow[i], tag, VALUE_BITS), VALUE_BITS);
+            m.push_slow(t, c.min(total));
+        }
+        m
+    }
+
+    fn reset(&self) {
+        // Moving every tag forward makes every word read as empty.
+        self.base.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn set_slow_thresholds(&mut self, thresholds: &[Duration]) {
+        self.thresholds = thresholds
+            .iter()
+            .map(|t| (u64::try_from(t.as_nanos()).unwrap_or(u64::MAX), *t))
+            .collect();
+        self.slow = thresholds.iter().map(|_| AtomicU64::new(0)).collect();
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_COUNT_WINDOW).contains(&self.size) {
+            return Err(ConfigError::new(
+                "CountWindow",
+                "size",
+                self.size,
+                "in 1..=4194304",
+            ));
+        }
+        Ok(())
+    }
+}
