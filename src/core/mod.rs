@@ -111,7 +111,8 @@ pub(crate) struct Parts {
     pub(crate) hook: Option<SignalHook>,
 }
 
-pub(crate) struct Core {
+/// The shared state machine (crate-internal; unnameable outside).
+pub struct Core {
     word: AtomicU64,
     streak: AtomicU64,
     half_open_in_flight: AtomicU32,
