@@ -41,6 +41,9 @@ const READ_DEADLINE: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
+/// How long, and how much, to read after answering, until the client closes.
+const LINGER: Duration = Duration::from_secs(2);
+const MAX_LINGER_BYTES: usize = 1024 * 1024;
 
 /// Renders `registry` in the classic text exposition format (PR-7).
 ///
@@ -353,9 +356,33 @@ fn serve_connection(mut stream: TcpStream, registry: &Registry) {
         Err(HeadError::TimedOut) => Response::text("408 Request Timeout", "Request Timeout\n"),
         Err(HeadError::Closed | HeadError::Io) => return,
     };
-    let _ = response.write_to(&mut stream);
+    if response.write_to(&mut stream).is_err() {
+        return;
+    }
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
+    linger(&mut stream);
+}
+
+/// Reads and discards what the client still sends (a body, the rest of an oversized head)
+/// until it closes, for a bounded time and amount. Closing a socket with unread input
+/// makes the kernel send a reset, which can destroy the answer before the client read it.
+fn linger(stream: &mut TcpStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut discarded = 0usize;
+    let mut chunk = [0u8; 4096];
+    while discarded < MAX_LINGER_BYTES {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() || stream.set_read_timeout(Some(remaining)).is_err() {
+            return;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => discarded += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads until the blank line that ends the request head, within [`READ_DEADLINE`]
