@@ -21,7 +21,7 @@ use crate::State;
 ///     other => panic!("unexpected {other:?}"),
 /// }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error<E> {
     /// The breaker did not run the call.
     Rejected(CallNotPermitted),
