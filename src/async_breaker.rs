@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::breaker::{shared_face_methods, Builder, Face};
 use crate::core::Core;
+use crate::listeners::{AsyncListener, SpawnFuture};
 use crate::Error;
 
 /// A circuit breaker for async calls, over the same core as [`CircuitBreaker`](crate::CircuitBreaker).
@@ -47,6 +48,56 @@ impl fmt::Debug for AsyncCircuitBreaker {
 }
 
 shared_face_methods!(AsyncCircuitBreaker);
+
+impl Builder<AsyncCircuitBreaker> {
+    /// Adds an async listener (L-3): its future is started for every signal and driven
+    /// off the call path; the call that caused the transition does not wait for it.
+    ///
+    /// ```
+    /// use fluxgate::{AsyncCircuitBreaker, Signal};
+    /// let cb = AsyncCircuitBreaker::builder("async_api")
+    ///     .async_listener(|s: Signal| async move { println!("{} -> {}", s.old_state, s.new_state) })
+    ///     .build()
+    ///     .unwrap();
+    /// cb.force_open();
+    /// ```
+    pub fn async_listener(self, listener: impl AsyncListener) -> Self {
+        self.async_listener_arc(Arc::new(listener))
+    }
+
+    /// Adds a shared async listener.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fluxgate::{AsyncCircuitBreaker, Signal, listeners::AsyncListener};
+    /// let l: Arc<dyn AsyncListener> = Arc::new(|s: Signal| async move { drop(s) });
+    /// let cb = AsyncCircuitBreaker::builder("a").async_listener_arc(l).build().unwrap();
+    /// # drop(cb);
+    /// ```
+    pub fn async_listener_arc(mut self, listener: Arc<dyn AsyncListener>) -> Self {
+        self.async_listeners.push(listener);
+        self
+    }
+
+    /// How async listeners' futures are run. By default: on the current tokio runtime
+    /// (feature `tokio`), else on the runtime the breaker was built in, else on a small
+    /// built-in executor thread. Pass your runtime's spawn to use another one.
+    ///
+    /// ```
+    /// use fluxgate::AsyncCircuitBreaker;
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let cb = AsyncCircuitBreaker::builder("a")
+    ///     .spawner(move |fut| drop(handle.spawn(fut)))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(cb);
+    /// ```
+    pub fn spawner(mut self, spawn: impl Fn(SpawnFuture) + Send + Sync + 'static) -> Self {
+        self.spawner = Some(Arc::new(spawn));
+        self
+    }
+}
 
 impl AsyncCircuitBreaker {
     /// Starts configuring an async breaker named `name`.

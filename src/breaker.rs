@@ -3,12 +3,14 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::core::{Core, Parts, SignalHook};
-use crate::listeners::Listener;
+use crate::listeners::spawn::{default_spawner, guarded, Spawner};
+use crate::listeners::{AsyncListener, Listener};
 use crate::permits::{Permit, RampUp};
 use crate::retries::{Cooldown, Retry};
 use crate::trackers::{self, Tracker};
@@ -54,8 +56,8 @@ pub struct Builder<F = CircuitBreaker> {
     measure_durations: bool,
     max_half_open_calls: usize,
     listeners: Vec<Arc<dyn Listener>>,
-    pub(crate) hook: Option<SignalHook>,
-    pub(crate) attach: Vec<Box<dyn Fn(&str, State) + Send + Sync>>,
+    pub(crate) async_listeners: Vec<Arc<dyn AsyncListener>>,
+    pub(crate) spawner: Option<Spawner>,
     face: PhantomData<fn() -> F>,
 }
 
@@ -67,6 +69,28 @@ impl<F> fmt::Debug for Builder<F> {
             .field("listeners", &self.listeners.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Starts every async listener's future for a signal, off the call path (L-3).
+fn async_hook(listeners: Vec<Arc<dyn AsyncListener>>, spawner: Option<Spawner>) -> Option<SignalHook> {
+    if listeners.is_empty() {
+        return None;
+    }
+    let spawner = spawner.unwrap_or_else(default_spawner);
+    Some(Box::new(move |signal| {
+        for l in &listeners {
+            match catch_unwind(AssertUnwindSafe(|| l.on_signal(signal.clone()))) {
+                Ok(fut) => spawner(guarded(l.name().to_owned(), signal.circuit_name.clone(), fut)),
+                Err(panic) => tracing::error!(
+                    target: "fluxgate",
+                    listener = l.name(),
+                    circuit = &*signal.circuit_name,
+                    panic = crate::listeners::panic_message(&*panic),
+                    "async listener panicked"
+                ),
+            }
+        }
+    }))
 }
 
 /// A face built from a core (implemented by both breakers; sealed).
@@ -88,8 +112,8 @@ impl<F: Face> Builder<F> {
             measure_durations: false,
             max_half_open_calls: 10,
             listeners: Vec::new(),
-            hook: None,
-            attach: Vec::new(),
+            async_listeners: Vec::new(),
+            spawner: None,
             face: PhantomData,
         }
     }
@@ -237,9 +261,10 @@ impl<F: Face> Builder<F> {
         for l in &self.listeners {
             l.on_attach(&self.name, State::Closed);
         }
-        for attach in &self.attach {
-            attach(&self.name, State::Closed);
+        for l in &self.async_listeners {
+            l.on_attach(&self.name, State::Closed);
         }
+        let hook = async_hook(self.async_listeners, self.spawner);
         let core = Core::new(Parts {
             name: self.name,
             window: self.window,
@@ -251,7 +276,7 @@ impl<F: Face> Builder<F> {
             time_calls,
             max_half_open_calls: max,
             listeners: self.listeners,
-            hook: self.hook,
+            hook,
         });
         Ok(F::from_core(Arc::new(core)))
     }
@@ -437,6 +462,21 @@ macro_rules! shared_face_methods {
                 self.core
                     .admit()
                     .map(|adm| crate::Ticket::new(&self.core, adm))
+            }
+
+            /// Like [`admit`](Self::admit), but the ticket owns a handle to the breaker,
+            /// so it can move into a `'static` future or another thread.
+            ///
+            /// ```
+            #[doc = concat!("let cb = fluxgate::", stringify!($ty), "::builder(\"db\").build().unwrap();")]
+            /// let ticket = cb.admit_owned().unwrap();
+            /// std::thread::spawn(move || ticket.success()).join().unwrap();
+            /// assert_eq!(cb.info().metric.total_count, 1);
+            /// ```
+            pub fn admit_owned(&self) -> Result<crate::Ticket<'static>, crate::CallNotPermitted> {
+                self.core
+                    .admit()
+                    .map(|adm| crate::Ticket::owned(self.core.clone(), adm))
             }
         }
     };

@@ -65,6 +65,10 @@ pub mod trackers;
 pub mod trippers;
 pub mod windows;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+
 pub use crate::async_breaker::AsyncCircuitBreaker;
 pub use crate::breaker::{Builder, CircuitBreaker};
 pub use crate::core::{Info, Outcome, Ticket};

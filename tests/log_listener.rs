@@ -23,7 +23,10 @@ struct Captured {
 
 impl Captured {
     fn field(&self, name: &str) -> &str {
-        self.fields.get(name).map(String::as_str).unwrap_or("<missing>")
+        self.fields
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or("<missing>")
     }
 }
 

@@ -54,7 +54,10 @@ fn sl1_posts_chat_post_message_with_bearer_token_and_attachment() {
     let r = &requests[0];
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/api/chat.postMessage");
-    assert_eq!(r.header("authorization"), Some("Bearer xoxb-test-secret-token"));
+    assert_eq!(
+        r.header("authorization"),
+        Some("Bearer xoxb-test-secret-token")
+    );
     assert!(r
         .header("content-type")
         .unwrap_or("")
@@ -148,7 +151,10 @@ fn sl2_payload_per_template_for_every_pair() {
         assert_eq!(r.field("Circuit Breaker"), &*s.circuit_name);
         let (t, c, d) = expected_template(s.old_state, s.new_state);
         let built_in = Template::for_transition(s.old_state, s.new_state);
-        assert_eq!((built_in.title(), built_in.color(), built_in.description()), (t, c, d));
+        assert_eq!(
+            (built_in.title(), built_in.color(), built_in.description()),
+            (t, c, d)
+        );
     }
 }
 
@@ -158,8 +164,16 @@ fn sl2_templates_are_replaceable() {
     let server = SlackServer::start();
     let slack = SlackListener::builder(CHANNEL, TOKEN)
         .api_base(server.api_base())
-        .template(Closed, Open, Template::new("<!here> tripped", "danger", "Runbook: <https://wiki/x|x>"))
-        .template(Closed, ForcedOpen, Template::new("Forced", "#000000", "By an operator."))
+        .template(
+            Closed,
+            Open,
+            Template::new("<!here> tripped", "danger", "Runbook: <https://wiki/x|x>"),
+        )
+        .template(
+            Closed,
+            ForcedOpen,
+            Template::new("Forced", "#000000", "By an operator."),
+        )
         .fallback_template(Template::new("Changed", "#CCCCCC", "Something changed."))
         .build()
         .unwrap();
@@ -173,7 +187,10 @@ fn sl2_templates_are_replaceable() {
         ],
     );
     let r = server.requests();
-    assert_eq!((r[0].title(), r[0].color()), ("*<!here> tripped*", "danger"));
+    assert_eq!(
+        (r[0].title(), r[0].color()),
+        ("*<!here> tripped*", "danger")
+    );
     assert_eq!(r[0].field("Description"), "Runbook: <https://wiki/x|x>");
     assert_eq!((r[1].title(), r[1].color()), ("*Forced*", "#000000"));
     assert_eq!((r[2].title(), r[2].color()), ("*Changed*", "#CCCCCC"));
@@ -365,8 +382,14 @@ fn sl3_answer_without_ts_starts_no_thread() {
     let server = SlackServer::start();
     server.script([Reply::OkWithoutTs]);
     let slack = listener(&server);
-    send(&slack, &[sig("db", Closed, Open), sig("db", Open, HalfOpen)]);
-    assert_eq!(placements(&server.requests()), [(None, false), (None, false)]);
+    send(
+        &slack,
+        &[sig("db", Closed, Open), sig("db", Open, HalfOpen)],
+    );
+    assert_eq!(
+        placements(&server.requests()),
+        [(None, false), (None, false)]
+    );
 }
 
 // SL-3: two listener instances keep separate threads for the same circuit; clones share.
@@ -398,7 +421,10 @@ fn sl4_ok_false_is_logged_with_the_error_code() {
     server.script([Reply::Error("not_in_channel")]);
     let logs = Logs::default();
     let slack = tracing::subscriber::with_default(logs.subscriber(), || listener(&server));
-    send(&slack, &[sig("db", Closed, Open), sig("db", Open, HalfOpen)]);
+    send(
+        &slack,
+        &[sig("db", Closed, Open), sig("db", Open, HalfOpen)],
+    );
     assert_eq!(server.requests().len(), 2);
     let errors: Vec<_> = logs
         .events()
@@ -421,7 +447,10 @@ fn sl4_server_error_is_logged_and_not_retried() {
     server.script([Reply::Status(500, "internal_error")]);
     let logs = Logs::default();
     let slack = tracing::subscriber::with_default(logs.subscriber(), || listener(&server));
-    send(&slack, &[sig("db", Closed, Open), sig("db", Open, HalfOpen)]);
+    send(
+        &slack,
+        &[sig("db", Closed, Open), sig("db", Open, HalfOpen)],
+    );
     assert_eq!(server.requests().len(), 2);
     let error = logs
         .events()
@@ -438,10 +467,16 @@ fn sl4_rate_limit_honours_retry_after() {
     let server = SlackServer::start();
     server.script([Reply::RateLimited(1), Reply::Ok]);
     let slack = listener(&server);
-    send(&slack, &[sig("db", Closed, Open), sig("db", Open, HalfOpen)]);
+    send(
+        &slack,
+        &[sig("db", Closed, Open), sig("db", Open, HalfOpen)],
+    );
     let r = server.requests();
     assert_eq!(r.len(), 3);
-    assert_eq!(r[0].raw_body, r[1].raw_body, "the same message is sent again");
+    assert_eq!(
+        r[0].raw_body, r[1].raw_body,
+        "the same message is sent again"
+    );
     // The retry waited at least what Slack asked for (a lower bound, never flaky).
     assert!(r[1].at.duration_since(r[0].at) >= Duration::from_secs(1));
     assert_eq!(r[2].thread_ts(), r[1].ts.as_deref());
@@ -451,7 +486,11 @@ fn sl4_rate_limit_honours_retry_after() {
 #[test]
 fn sl4_rate_limit_retries_are_bounded() {
     let server = SlackServer::start();
-    server.script([Reply::RateLimited(0), Reply::RateLimited(0), Reply::RateLimited(0)]);
+    server.script([
+        Reply::RateLimited(0),
+        Reply::RateLimited(0),
+        Reply::RateLimited(0),
+    ]);
     let logs = Logs::default();
     let slack = tracing::subscriber::with_default(logs.subscriber(), || {
         SlackListener::builder(CHANNEL, TOKEN)
@@ -460,7 +499,10 @@ fn sl4_rate_limit_retries_are_bounded() {
             .build()
             .unwrap()
     });
-    send(&slack, &[sig("db", Closed, Open), sig("db", Open, HalfOpen)]);
+    send(
+        &slack,
+        &[sig("db", Closed, Open), sig("db", Open, HalfOpen)],
+    );
     let r = server.requests();
     assert_eq!(r.len(), 4, "1 try + 2 retries, then the next message");
     assert_eq!(r[3].thread_ts(), None, "the trip was never delivered");
@@ -507,7 +549,11 @@ fn sl4_slow_slack_loses_nothing_and_keeps_transition_order() {
     let mut signals = Vec::new();
     for i in 0..10 {
         let name = if i % 2 == 0 { "a" } else { "b" };
-        let (old, new) = if i % 4 < 2 { (Closed, Open) } else { (Open, Closed) };
+        let (old, new) = if i % 4 < 2 {
+            (Closed, Open)
+        } else {
+            (Open, Closed)
+        };
         signals.push(sig(name, old, new));
     }
     slack.on_signal(&signals[0]).unwrap();
@@ -518,7 +564,11 @@ fn sl4_slow_slack_loses_nothing_and_keeps_transition_order() {
     }
     assert_eq!(server.holding(), 1);
     assert_eq!(slack.pending(), 10);
-    assert_eq!(server.requests().len(), 1, "one message in flight at a time");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "one message in flight at a time"
+    );
     server.release();
     assert!(slack.flush(DEADLINE));
     let r = server.requests();
@@ -528,7 +578,12 @@ fn sl4_slow_slack_loses_nothing_and_keeps_transition_order() {
         .collect();
     let sent: Vec<(String, String)> = signals
         .iter()
-        .map(|s| (s.circuit_name.to_string(), format!("{} → {}", s.old_state, s.new_state)))
+        .map(|s| {
+            (
+                s.circuit_name.to_string(),
+                format!("{} → {}", s.old_state, s.new_state),
+            )
+        })
         .collect();
     assert_eq!(seen, sent);
     assert_eq!(slack.dropped(), 0);
@@ -540,17 +595,19 @@ fn sl4_full_queue_drops_the_new_message_and_logs_it() {
     let server = SlackServer::start();
     server.script([Reply::Hold]);
     let logs = Logs::default();
-    let slack = tracing::subscriber::with_default(logs.subscriber(), || {
-        SlackListener::builder(CHANNEL, TOKEN)
-            .api_base(server.api_base())
-            .queue_capacity(2)
-            .build()
-            .unwrap()
-    });
+    // The overflow is logged where on_signal runs: on this thread.
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
+    let slack = SlackListener::builder(CHANNEL, TOKEN)
+        .api_base(server.api_base())
+        .queue_capacity(2)
+        .build()
+        .unwrap();
     slack.on_signal(&sig("m0", Closed, Open)).unwrap();
     server.wait_holding(1); // m0 is in flight, out of the queue
     for i in 1..=5 {
-        slack.on_signal(&sig(&format!("m{i}"), Closed, Open)).unwrap();
+        slack
+            .on_signal(&sig(&format!("m{i}"), Closed, Open))
+            .unwrap();
     }
     assert_eq!(slack.dropped(), 3);
     assert_eq!(slack.pending(), 3);
@@ -581,7 +638,10 @@ fn sl4_flush_is_bounded() {
     assert!(slack.flush(Duration::ZERO), "nothing pending yet");
     slack.on_signal(&sig("db", Closed, Open)).unwrap();
     server.wait_holding(1);
-    assert!(!slack.flush(Duration::from_millis(20)), "Slack is holding the answer");
+    assert!(
+        !slack.flush(Duration::from_millis(20)),
+        "Slack is holding the answer"
+    );
     server.release();
     assert!(slack.flush(DEADLINE));
     assert_eq!(slack.pending(), 0);
@@ -603,9 +663,13 @@ fn sl4_token_never_in_debug_or_errors() {
     assert!(!err.to_string().contains("xoxb-secret"), "{err}");
     assert!(!format!("{err:?}").contains("xoxb-secret"), "{err:?}");
 
-    let webhook = SlackListener::webhook(server.webhook_url()).build().unwrap();
+    let webhook = SlackListener::webhook(server.webhook_url())
+        .build()
+        .unwrap();
     assert!(!format!("{webhook:?}").contains("webhooksecret"));
-    let err = SlackListener::webhook("not a url webhooksecret").build().unwrap_err();
+    let err = SlackListener::webhook("not a url webhooksecret")
+        .build()
+        .unwrap_err();
     assert!(!err.to_string().contains("webhooksecret"), "{err}");
 }
 
@@ -653,10 +717,16 @@ fn sl5_api_base_with_trailing_slash() {
 #[test]
 fn webhook_mode_posts_without_token_or_threads() {
     let server = SlackServer::start();
-    server.script([Reply::WebhookOk, Reply::WebhookOk, Reply::Status(404, "no_service")]);
+    server.script([
+        Reply::WebhookOk,
+        Reply::WebhookOk,
+        Reply::Status(404, "no_service"),
+    ]);
     let logs = Logs::default();
     let slack = tracing::subscriber::with_default(logs.subscriber(), || {
-        SlackListener::webhook(server.webhook_url()).build().unwrap()
+        SlackListener::webhook(server.webhook_url())
+            .build()
+            .unwrap()
     });
     send(
         &slack,

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use super::{state_of, Admission, Core};
 use crate::State;
@@ -36,15 +37,46 @@ pub enum Outcome {
 /// }
 /// assert_eq!(cb.info().metric.total_count, 1);
 /// ```
+///
+/// `Ticket<'static>` (from `admit_owned`) owns a handle to the breaker, for futures that
+/// must be `'static` (tower services, spawned tasks).
 #[must_use = "a ticket records nothing unless an outcome is given"]
 pub struct Ticket<'a> {
-    core: &'a Core,
+    core: CoreRef<'a>,
     adm: Admission,
+}
+
+enum CoreRef<'a> {
+    Borrowed(&'a Core),
+    Owned(Arc<Core>),
+}
+
+impl std::ops::Deref for CoreRef<'_> {
+    type Target = Core;
+    #[inline]
+    fn deref(&self) -> &Core {
+        match self {
+            CoreRef::Borrowed(c) => c,
+            CoreRef::Owned(c) => c,
+        }
+    }
+}
+
+impl Ticket<'static> {
+    pub(crate) fn owned(core: Arc<Core>, adm: Admission) -> Self {
+        Ticket {
+            core: CoreRef::Owned(core),
+            adm,
+        }
+    }
 }
 
 impl<'a> Ticket<'a> {
     pub(crate) fn new(core: &'a Core, adm: Admission) -> Self {
-        Ticket { core, adm }
+        Ticket {
+            core: CoreRef::Borrowed(core),
+            adm,
+        }
     }
 
     /// The state the call was admitted in.

@@ -212,7 +212,10 @@ static CALLSITES: Mutex<Vec<&'static TransitionCallsite>> = Mutex::new(Vec::new(
 /// The one callsite for (`target`, `level`), created and registered on first use.
 fn intern(target: &str, level: Level) -> &'static TransitionCallsite {
     let mut all = CALLSITES.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(cs) = all.iter().find(|cs| cs.target == target && cs.level == level) {
+    if let Some(cs) = all
+        .iter()
+        .find(|cs| cs.target == target && cs.level == level)
+    {
         return cs;
     }
     // Bounded leak: one small allocation per distinct (target, level), ever.

@@ -27,6 +27,8 @@ use std::pin::Pin;
 use crate::{Signal, State};
 
 pub mod log;
+pub(crate) mod spawn;
+pub use spawn::SpawnFuture;
 
 #[cfg(any(feature = "prometheus", feature = "prometheus-client", feature = "metrics"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]

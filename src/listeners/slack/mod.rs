@@ -297,7 +297,9 @@ impl<L> SlackBuilder<L> {
     /// Checks the configuration and makes everything the worker needs.
     fn prepare(self) -> Result<(Delivery, usize), SlackError> {
         if self.queue_capacity == 0 {
-            return Err(SlackError::new("the queue capacity must be at least 1, got 0"));
+            return Err(SlackError::new(
+                "the queue capacity must be at least 1, got 0",
+            ));
         }
         let endpoint = match self.destination {
             Destination::WebApi { channel, token } => {
@@ -307,20 +309,25 @@ impl<L> SlackBuilder<L> {
                 if token.trim().is_empty() {
                     return Err(SlackError::new("the bot token is empty"));
                 }
-                let mut auth = HeaderValue::try_from(format!("Bearer {}", token.trim()))
-                    .map_err(|_| {
+                let mut auth =
+                    HeaderValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| {
                         SlackError::new("the bot token has characters an HTTP header cannot carry")
                     })?;
                 auth.set_sensitive(true);
                 let base = self.api_base.trim_end_matches('/');
-                let url = reqwest::Url::parse(&format!("{base}/chat.postMessage")).map_err(|e| {
-                    SlackError::with_source(format!("the API base '{base}' is not a valid URL"), e)
-                })?;
+                let url =
+                    reqwest::Url::parse(&format!("{base}/chat.postMessage")).map_err(|e| {
+                        SlackError::with_source(
+                            format!("the API base '{base}' is not a valid URL"),
+                            e,
+                        )
+                    })?;
                 Endpoint::WebApi { url, auth, channel }
             }
             Destination::Webhook { url } => {
-                let url = reqwest::Url::parse(url.trim())
-                    .map_err(|e| SlackError::with_source("the webhook URL is not a valid URL", e))?;
+                let url = reqwest::Url::parse(url.trim()).map_err(|e| {
+                    SlackError::with_source("the webhook URL is not a valid URL", e)
+                })?;
                 Endpoint::Webhook { url }
             }
         };
@@ -423,7 +430,10 @@ impl Shared {
     fn new(queue: Queue, delivery: &Delivery) -> Shared {
         let describe = match &delivery.endpoint {
             Endpoint::WebApi { url, channel, .. } => {
-                format!("channel: {channel:?}, url: {:?}, token: {REDACTED:?}", url.as_str())
+                format!(
+                    "channel: {channel:?}, url: {:?}, token: {REDACTED:?}",
+                    url.as_str()
+                )
             }
             Endpoint::Webhook { .. } => format!("webhook: {REDACTED:?}"),
         };

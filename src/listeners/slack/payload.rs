@@ -83,10 +83,7 @@ fn slack_time(at: SystemTime) -> String {
     match at.duration_since(UNIX_EPOCH) {
         Ok(since) => {
             let secs = since.as_secs();
-            format!(
-                "<!date^{secs}^{{date_num}} {{time_secs}}|{}>",
-                utc(secs)
-            )
+            format!("<!date^{secs}^{{date_num}} {{time_secs}}|{}>", utc(secs))
         }
         Err(_) => "before 1970-01-01 00:00:00 UTC".to_owned(),
     }

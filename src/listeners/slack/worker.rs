@@ -173,7 +173,11 @@ enum Posted {
 }
 
 /// Posts every queued signal, in order, until all senders are gone and the queue is empty.
-pub(super) async fn run(mut rx: mpsc::Receiver<Signal>, mut delivery: Delivery, progress: Arc<Progress>) {
+pub(super) async fn run(
+    mut rx: mpsc::Receiver<Signal>,
+    mut delivery: Delivery,
+    progress: Arc<Progress>,
+) {
     while let Some(signal) = rx.recv().await {
         delivery.deliver(&signal).await;
         progress.finish();
@@ -241,7 +245,8 @@ impl Delivery {
             };
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
-                let wait = retry_after(response.headers().get(RETRY_AFTER)).min(self.max_retry_wait);
+                let wait =
+                    retry_after(response.headers().get(RETRY_AFTER)).min(self.max_retry_wait);
                 if attempt < self.max_retries {
                     attempt += 1;
                     tracing::info!(
@@ -283,7 +288,12 @@ impl Delivery {
         if !status.is_success() {
             // Webhooks answer errors as plain text (`invalid_payload`, `no_service`).
             let code = code.or_else(|| plain_code(body));
-            log_failure(signal, Some(status), code.as_deref(), "slack answered with an error status");
+            log_failure(
+                signal,
+                Some(status),
+                code.as_deref(),
+                "slack answered with an error status",
+            );
             return Posted::Failed;
         }
         match (&self.endpoint, json) {
@@ -299,7 +309,12 @@ impl Delivery {
                     );
                     Posted::Ok(ts)
                 } else {
-                    log_failure(signal, Some(status), code.as_deref(), "slack rejected the message");
+                    log_failure(
+                        signal,
+                        Some(status),
+                        code.as_deref(),
+                        "slack rejected the message",
+                    );
                     Posted::Failed
                 }
             }
