@@ -66,8 +66,14 @@ async fn price(AxumState(gw): AxumState<Gateway>) -> (StatusCode, String) {
         Ok(resp) if resp.status().is_success() => {
             (StatusCode::OK, resp.text().await.unwrap_or_default())
         }
-        Ok(resp) => (StatusCode::BAD_GATEWAY, format!("upstream answered {}", resp.status())),
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("upstream unreachable: {e}")),
+        Ok(resp) => (
+            StatusCode::BAD_GATEWAY,
+            format!("upstream answered {}", resp.status()),
+        ),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("upstream unreachable: {e}"),
+        ),
     }
 }
 
@@ -114,7 +120,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let upstream = start_upstream().await?;
     let (app, cb) = gateway(upstream.addr, prometheus::default_registry())?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("gateway on http://{}/price, metrics on http://{0}/metrics", listener.local_addr()?);
+    println!(
+        "gateway on http://{}/price, metrics on http://{0}/metrics",
+        listener.local_addr()?
+    );
     let healthy = upstream.healthy.clone();
     tokio::spawn(async move {
         loop {

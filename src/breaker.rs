@@ -72,7 +72,10 @@ impl<F> fmt::Debug for Builder<F> {
 }
 
 /// Starts every async listener's future for a signal, off the call path (L-3).
-fn async_hook(listeners: Vec<Arc<dyn AsyncListener>>, spawner: Option<Spawner>) -> Option<SignalHook> {
+fn async_hook(
+    listeners: Vec<Arc<dyn AsyncListener>>,
+    spawner: Option<Spawner>,
+) -> Option<SignalHook> {
     if listeners.is_empty() {
         return None;
     }
@@ -80,7 +83,11 @@ fn async_hook(listeners: Vec<Arc<dyn AsyncListener>>, spawner: Option<Spawner>) 
     Some(Box::new(move |signal| {
         for l in &listeners {
             match catch_unwind(AssertUnwindSafe(|| l.on_signal(signal.clone()))) {
-                Ok(fut) => spawner(guarded(l.name().to_owned(), signal.circuit_name.clone(), fut)),
+                Ok(fut) => spawner(guarded(
+                    l.name().to_owned(),
+                    signal.circuit_name.clone(),
+                    fut,
+                )),
                 Err(panic) => tracing::error!(
                     target: "fluxgate",
                     listener = l.name(),

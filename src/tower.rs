@@ -1,4 +1,4 @@
-//! A tower [`Layer`](tower_layer::Layer) that puts a circuit breaker in front of any
+//! A tower [`Layer`] that puts a circuit breaker in front of any
 //! `tower::Service` (feature `tower`).
 //!
 //! Middleware is where HTTP stacks want resilience: one `ServiceBuilder` line protects a

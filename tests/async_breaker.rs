@@ -82,13 +82,19 @@ async fn async_calls_follow_the_same_rules() {
     }
     assert_eq!(cb.state(), State::Open);
     let fb = cb
-        .call_with_fallback(|| async { Ok::<u8, io::Error>(1) }, |e| async move {
-            assert!(e.is_rejected());
-            Ok::<u8, io::Error>(0)
-        })
+        .call_with_fallback(
+            || async { Ok::<u8, io::Error>(1) },
+            |e| async move {
+                assert!(e.is_rejected());
+                Ok::<u8, io::Error>(0)
+            },
+        )
         .await;
     assert_eq!(fb.unwrap(), 0);
-    let err = cb.call(|| async { Ok::<(), io::Error>(()) }).await.unwrap_err();
+    let err = cb
+        .call(|| async { Ok::<(), io::Error>(()) })
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "circuit breaker 'rules' is open");
     cb.reset();
     let s = cb
@@ -116,12 +122,15 @@ async fn sm20_dropped_futures_release_slots_and_record_nothing() {
         let _ = rx.await;
         Err::<(), _>(boom())
     }));
-    let mut b = Box::pin(cb.call(|| std::future::pending::<Result<(), io::Error>>()));
+    let mut b = Box::pin(cb.call(std::future::pending::<Result<(), io::Error>>));
     assert!(poll_once(&mut a).is_pending());
     assert!(poll_once(&mut b).is_pending());
     assert_eq!(cb.half_open_in_flight(), 2);
     let third = cb.call(|| async { Ok::<_, io::Error>(()) }).await;
-    assert_eq!(third.unwrap_err().rejection().unwrap().state(), State::HalfOpen);
+    assert_eq!(
+        third.unwrap_err().rejection().unwrap().state(),
+        State::HalfOpen
+    );
     drop(a);
     assert_eq!(cb.half_open_in_flight(), 1);
     drop(b);
@@ -129,7 +138,7 @@ async fn sm20_dropped_futures_release_slots_and_record_nothing() {
     // 3. cancelled by a timeout (tokio paused time is not needed: the future never ends)
     let t = tokio::time::timeout(
         Duration::from_millis(1),
-        cb.call(|| std::future::pending::<Result<(), io::Error>>()),
+        cb.call(std::future::pending::<Result<(), io::Error>>),
     )
     .await;
     assert!(t.is_err());
@@ -180,9 +189,15 @@ async fn l3_l4_never_finishing_async_listener_does_not_hold_calls() {
         cb.call(|| async { Ok::<_, io::Error>(()) }).await.unwrap();
     }
     let first = started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!((first.old_state, first.new_state), (State::Closed, State::Open));
+    assert_eq!(
+        (first.old_state, first.new_state),
+        (State::Closed, State::Open)
+    );
     let second = started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!((second.old_state, second.new_state), (State::Open, State::Closed));
+    assert_eq!(
+        (second.old_state, second.new_state),
+        (State::Open, State::Closed)
+    );
 }
 
 struct FailingAsync;
@@ -248,8 +263,14 @@ fn async_listeners_run_without_any_runtime() {
     })
     .join()
     .unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(State::ForcedOpen));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(State::Disabled));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)),
+        Ok(State::ForcedOpen)
+    );
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)),
+        Ok(State::Disabled)
+    );
 }
 
 struct YieldOnce(bool);

@@ -20,14 +20,23 @@ async fn gateway_opens_answers_503_with_retry_after_and_exports_metrics() {
     let client = reqwest::Client::new();
     let get = |path: &'static str| {
         let client = client.clone();
-        async move { client.get(format!("http://{addr}{path}")).send().await.unwrap() }
+        async move {
+            client
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap()
+        }
     };
 
     let ok = get("/price").await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "42");
     let metrics = get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains(r#"circuit_breaker_state{circuit_name="api_gateway",state="closed"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"circuit_breaker_state{circuit_name="api_gateway",state="closed"} 1"#),
+        "{metrics}"
+    );
 
     upstream.healthy.store(false, Ordering::Relaxed);
     let mut statuses = Vec::new();
@@ -44,7 +53,10 @@ async fn gateway_opens_answers_503_with_retry_after_and_exports_metrics() {
     assert_eq!(cb.state(), State::Open);
 
     let metrics = get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains(r#"circuit_breaker_state{circuit_name="api_gateway",state="open"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"circuit_breaker_state{circuit_name="api_gateway",state="open"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(
         r#"circuit_breaker_state_transition_total{circuit_name="api_gateway",new_state="open",old_state="closed"} 1"#
     ), "{metrics}");

@@ -12,8 +12,8 @@ use fluxgate::permits::{self, Permit, RampUp, Random};
 use fluxgate::retries::{Always, Backoff, Cooldown, Never, Retry, RetryContext};
 use fluxgate::trackers::{All, Custom, Tracker, TypeOf};
 use fluxgate::trippers::{
-    AvgLatency, Closed, FailureRate, FailureStreak, HalfOpened, MinRequests, SlowRate,
-    TripContext, Tripper,
+    AvgLatency, Closed, FailureRate, FailureStreak, HalfOpened, MinRequests, SlowRate, TripContext,
+    Tripper,
 };
 use fluxgate::windows::{CountWindow, TimeWindow, Window};
 use fluxgate::{CircuitBreaker, ConfigError, Metric, Record, State};
@@ -60,7 +60,10 @@ fn w1_count_window_size_zero_is_config_error() {
     assert_eq!(err.component(), "CountWindow");
     assert_eq!(err.parameter(), "size");
     assert_eq!(err.value(), "0");
-    assert_eq!(err.to_string(), "CountWindow size must be in 1..=4194304, got 0");
+    assert_eq!(
+        err.to_string(),
+        "CountWindow size must be in 1..=4194304, got 0"
+    );
 }
 
 #[test]
@@ -107,7 +110,11 @@ fn w2_time_window_in_a_breaker_follows_the_clock() {
 
 #[test]
 fn w2_time_window_span_must_be_whole_seconds() {
-    for span in [Duration::ZERO, Duration::from_millis(1500), Duration::from_secs(86_401)] {
+    for span in [
+        Duration::ZERO,
+        Duration::from_millis(1500),
+        Duration::from_secs(86_401),
+    ] {
         let err = CircuitBreaker::builder("x")
             .window(TimeWindow::new(span))
             .build()
@@ -138,7 +145,10 @@ fn w3_reset_clears_everything() {
 #[test]
 fn m1_metric_ratios() {
     let m = Metric::default();
-    assert_eq!((m.avg_duration(), m.failure_rate(), m.slow_rate(SEC)), (None, None, None));
+    assert_eq!(
+        (m.avg_duration(), m.failure_rate(), m.slow_rate(SEC)),
+        (None, None, None)
+    );
     let m = Metric::new(4, 1, 8 * SEC, &[(SEC, 2)]);
     assert_eq!(m.avg_duration(), Some(2 * SEC));
     assert_eq!(m.failure_rate(), Some(0.25));
@@ -160,7 +170,10 @@ fn m2_slow_is_at_least_threshold_and_failures_keep_duration() {
     let m = cb.info().metric;
     assert_eq!(m.slow_count(SEC), 2);
     assert_eq!(m.failure_count, 1);
-    assert_eq!(m.total_duration, Duration::from_secs(32) - Duration::from_nanos(1));
+    assert_eq!(
+        m.total_duration,
+        Duration::from_secs(32) - Duration::from_nanos(1)
+    );
 }
 
 #[test]
@@ -303,7 +316,10 @@ fn tr8_validation_walks_the_whole_tree() {
         .tripper(FailureStreak::new(5) | (MinRequests::new(20) & (Closed | FailureRate::new(1.5))))
         .build()
         .unwrap_err();
-    assert_eq!(err.to_string(), "FailureRate ratio must be in (0, 1], got 1.5");
+    assert_eq!(
+        err.to_string(),
+        "FailureRate ratio must be in (0, 1], got 1.5"
+    );
 }
 
 #[test]
@@ -336,7 +352,10 @@ fn rt2_cooldown_with_and_without_jitter() {
     let c = Cooldown::new(60 * SEC);
     assert!(!c.should_retry(&RetryContext::new(60 * SEC - MS, 0)));
     assert!(c.should_retry(&RetryContext::new(60 * SEC, 7)));
-    assert_eq!(c.retry_after(&RetryContext::new(15 * SEC, 0)), Some(45 * SEC));
+    assert_eq!(
+        c.retry_after(&RetryContext::new(15 * SEC, 0)),
+        Some(45 * SEC)
+    );
     let j = Cooldown::new(60 * SEC).jitter(0.5);
     let mut waits = Vec::new();
     for seed in 0..2000u64 {
@@ -353,12 +372,20 @@ fn rt2_cooldown_with_and_without_jitter() {
 fn rt3_backoff_grows_and_is_clamped_even_with_jitter() {
     let b = Backoff::new(10 * SEC).max(30 * SEC);
     let wait = |r| b.wait(&RetryContext::new(Duration::ZERO, r)).unwrap();
-    assert_eq!([wait(0), wait(1), wait(2), wait(10)], [10 * SEC, 20 * SEC, 30 * SEC, 30 * SEC]);
+    assert_eq!(
+        [wait(0), wait(1), wait(2), wait(10)],
+        [10 * SEC, 20 * SEC, 30 * SEC, 30 * SEC]
+    );
     assert_eq!(wait(u32::MAX), 30 * SEC);
-    let j = Backoff::new(10 * SEC).max(30 * SEC).jitter(0.9).multiplier(3.0);
+    let j = Backoff::new(10 * SEC)
+        .max(30 * SEC)
+        .jitter(0.9)
+        .multiplier(3.0);
     for seed in 0..2000u64 {
         for r in 0..5 {
-            let w = j.wait(&RetryContext::new(Duration::ZERO, r).with_seed(seed)).unwrap();
+            let w = j
+                .wait(&RetryContext::new(Duration::ZERO, r).with_seed(seed))
+                .unwrap();
             assert!(w <= 30 * SEC, "{w:?}");
         }
     }
@@ -374,7 +401,10 @@ fn rt3_backoff_grows_and_is_clamped_even_with_jitter() {
     let _ = fail(&cb);
     for expected in [10, 20, 30, 30] {
         let rej = ok(&cb).unwrap_err();
-        assert_eq!(rej.rejection().unwrap().retry_after(), Some(Duration::from_secs(expected)));
+        assert_eq!(
+            rej.rejection().unwrap().retry_after(),
+            Some(Duration::from_secs(expected))
+        );
         clock.advance(Duration::from_secs(expected));
         let _ = fail(&cb); // probe fails: re-open
     }
@@ -385,7 +415,9 @@ fn p1_all_and_random() {
     assert!((0..1000).all(|_| permits::All.permit(Duration::ZERO)));
     assert!((0..1000).all(|_| !Random::new(0.0).permit(Duration::ZERO)));
     assert!((0..1000).all(|_| Random::new(1.0).permit(Duration::ZERO)));
-    let admitted = (0..20_000).filter(|_| Random::new(0.5).permit(Duration::ZERO)).count();
+    let admitted = (0..20_000)
+        .filter(|_| Random::new(0.5).permit(Duration::ZERO))
+        .count();
     // 20 000 draws at p = 0.5: sd = 71; the bounds are 14 sd away.
     assert!((9_000..=11_000).contains(&admitted), "{admitted}");
 }
@@ -426,28 +458,110 @@ fn err_of<F: fluxgate::windows::Window>(w: F) -> ConfigError {
 fn config_errors_name_component_parameter_value_and_range() {
     let b = || CircuitBreaker::builder("x");
     let cases: Vec<(ConfigError, &str)> = vec![
-        (err_of(CountWindow::new(0)), "CountWindow size must be in 1..=4194304, got 0"),
-        (err_of(CountWindow::new(5_000_000)), "CountWindow size must be in 1..=4194304, got 5000000"),
-        (err_of(TimeWindow::new(Duration::ZERO)), "TimeWindow span must be a whole number of seconds in 1..=86400, got 0ns"),
-        (b().tripper(MinRequests::new(0)).build().unwrap_err(), "MinRequests n must be >= 1, got 0"),
-        (b().tripper(FailureRate::new(0.0)).build().unwrap_err(), "FailureRate ratio must be in (0, 1], got 0"),
-        (b().tripper(FailureRate::new(f64::NAN)).build().unwrap_err(), "FailureRate ratio must be in (0, 1], got NaN"),
-        (b().tripper(AvgLatency::new(Duration::ZERO)).build().unwrap_err(), "AvgLatency threshold must be greater than zero, got 0ns"),
-        (b().tripper(SlowRate::new(1.2, SEC)).build().unwrap_err(), "SlowRate ratio must be in (0, 1], got 1.2"),
-        (b().tripper(SlowRate::new(0.5, Duration::ZERO)).build().unwrap_err(), "SlowRate threshold must be greater than zero, got 0ns"),
-        (b().tripper(FailureStreak::new(0)).build().unwrap_err(), "FailureStreak n must be >= 1, got 0"),
-        (b().retry(Cooldown::new(Duration::ZERO)).build().unwrap_err(), "Cooldown duration must be greater than zero, got 0ns"),
-        (b().retry(Cooldown::new(SEC).jitter(1.0)).build().unwrap_err(), "Cooldown jitter must be in [0, 1), got 1"),
-        (b().retry(Backoff::new(Duration::ZERO)).build().unwrap_err(), "Backoff initial must be greater than zero, got 0ns"),
-        (b().retry(Backoff::new(SEC).multiplier(1.0)).build().unwrap_err(), "Backoff multiplier must be greater than 1, got 1"),
-        (b().retry(Backoff::new(10 * SEC).max(SEC)).build().unwrap_err(), "Backoff max must be at least initial, got 1s"),
-        (b().retry(Backoff::new(SEC).jitter(-0.1)).build().unwrap_err(), "Backoff jitter must be in [0, 1), got -0.1"),
-        (b().permit(Random::new(1.5)).build().unwrap_err(), "Random ratio must be in [0, 1], got 1.5"),
-        (b().permit(RampUp::new(0.0, 1.0, SEC)).build().unwrap_err(), "RampUp initial must be in (0, 1], got 0"),
-        (b().permit(RampUp::new(0.5, 1.5, SEC)).build().unwrap_err(), "RampUp final must be in (0, 1], got 1.5"),
-        (b().permit(RampUp::new(0.5, 0.2, SEC)).build().unwrap_err(), "RampUp final must be at least initial, got 0.2"),
-        (b().permit(RampUp::new(0.1, 1.0, Duration::ZERO)).build().unwrap_err(), "RampUp duration must be greater than zero, got 0ns"),
-        (b().max_half_open_calls(0).build().unwrap_err(), "CircuitBreaker max_half_open_calls must be >= 1, got 0"),
+        (
+            err_of(CountWindow::new(0)),
+            "CountWindow size must be in 1..=4194304, got 0",
+        ),
+        (
+            err_of(CountWindow::new(5_000_000)),
+            "CountWindow size must be in 1..=4194304, got 5000000",
+        ),
+        (
+            err_of(TimeWindow::new(Duration::ZERO)),
+            "TimeWindow span must be a whole number of seconds in 1..=86400, got 0ns",
+        ),
+        (
+            b().tripper(MinRequests::new(0)).build().unwrap_err(),
+            "MinRequests n must be >= 1, got 0",
+        ),
+        (
+            b().tripper(FailureRate::new(0.0)).build().unwrap_err(),
+            "FailureRate ratio must be in (0, 1], got 0",
+        ),
+        (
+            b().tripper(FailureRate::new(f64::NAN)).build().unwrap_err(),
+            "FailureRate ratio must be in (0, 1], got NaN",
+        ),
+        (
+            b().tripper(AvgLatency::new(Duration::ZERO))
+                .build()
+                .unwrap_err(),
+            "AvgLatency threshold must be greater than zero, got 0ns",
+        ),
+        (
+            b().tripper(SlowRate::new(1.2, SEC)).build().unwrap_err(),
+            "SlowRate ratio must be in (0, 1], got 1.2",
+        ),
+        (
+            b().tripper(SlowRate::new(0.5, Duration::ZERO))
+                .build()
+                .unwrap_err(),
+            "SlowRate threshold must be greater than zero, got 0ns",
+        ),
+        (
+            b().tripper(FailureStreak::new(0)).build().unwrap_err(),
+            "FailureStreak n must be >= 1, got 0",
+        ),
+        (
+            b().retry(Cooldown::new(Duration::ZERO))
+                .build()
+                .unwrap_err(),
+            "Cooldown duration must be greater than zero, got 0ns",
+        ),
+        (
+            b().retry(Cooldown::new(SEC).jitter(1.0))
+                .build()
+                .unwrap_err(),
+            "Cooldown jitter must be in [0, 1), got 1",
+        ),
+        (
+            b().retry(Backoff::new(Duration::ZERO)).build().unwrap_err(),
+            "Backoff initial must be greater than zero, got 0ns",
+        ),
+        (
+            b().retry(Backoff::new(SEC).multiplier(1.0))
+                .build()
+                .unwrap_err(),
+            "Backoff multiplier must be greater than 1, got 1",
+        ),
+        (
+            b().retry(Backoff::new(10 * SEC).max(SEC))
+                .build()
+                .unwrap_err(),
+            "Backoff max must be at least initial, got 1s",
+        ),
+        (
+            b().retry(Backoff::new(SEC).jitter(-0.1))
+                .build()
+                .unwrap_err(),
+            "Backoff jitter must be in [0, 1), got -0.1",
+        ),
+        (
+            b().permit(Random::new(1.5)).build().unwrap_err(),
+            "Random ratio must be in [0, 1], got 1.5",
+        ),
+        (
+            b().permit(RampUp::new(0.0, 1.0, SEC)).build().unwrap_err(),
+            "RampUp initial must be in (0, 1], got 0",
+        ),
+        (
+            b().permit(RampUp::new(0.5, 1.5, SEC)).build().unwrap_err(),
+            "RampUp final must be in (0, 1], got 1.5",
+        ),
+        (
+            b().permit(RampUp::new(0.5, 0.2, SEC)).build().unwrap_err(),
+            "RampUp final must be at least initial, got 0.2",
+        ),
+        (
+            b().permit(RampUp::new(0.1, 1.0, Duration::ZERO))
+                .build()
+                .unwrap_err(),
+            "RampUp duration must be greater than zero, got 0ns",
+        ),
+        (
+            b().max_half_open_calls(0).build().unwrap_err(),
+            "CircuitBreaker max_half_open_calls must be >= 1, got 0",
+        ),
     ];
     for (err, text) in cases {
         assert_eq!(err.to_string(), text);
@@ -462,7 +576,10 @@ fn config_errors_name_component_parameter_value_and_range() {
         | SlowRate::new(0.5, 8 * MS)
         | SlowRate::new(0.5, 9 * MS);
     let err = b().tripper(too_many).build().unwrap_err();
-    assert_eq!(err.to_string(), "SlowRate thresholds must be at most 8 distinct thresholds per breaker, got 9");
+    assert_eq!(
+        err.to_string(),
+        "SlowRate thresholds must be at most 8 distinct thresholds per breaker, got 9"
+    );
 }
 
 #[test]
@@ -470,7 +587,11 @@ fn no_panic_on_extreme_inputs() {
     let clock = ManualClock::new();
     let cb = CircuitBreaker::builder("x")
         .tripper(AvgLatency::new(Duration::from_nanos(1)) | SlowRate::new(1.0, Duration::MAX))
-        .retry(Backoff::new(Duration::from_nanos(1)).max(Duration::MAX).multiplier(1e300))
+        .retry(
+            Backoff::new(Duration::from_nanos(1))
+                .max(Duration::MAX)
+                .multiplier(1e300),
+        )
         .max_half_open_calls(usize::MAX)
         .clock(clock.clone())
         .build()

@@ -123,7 +123,10 @@ fn sm19_signals_form_one_chain_under_racing_commands() {
     assert!(signals.len() > 1000, "{} signals", signals.len());
     assert_eq!(signals[0].old_state, State::Closed);
     for pair in signals.windows(2) {
-        assert_eq!(pair[0].new_state, pair[1].old_state, "chain broken: {pair:?}");
+        assert_eq!(
+            pair[0].new_state, pair[1].old_state,
+            "chain broken: {pair:?}"
+        );
         assert!(pair[0].timestamp <= pair[1].timestamp);
     }
     assert_eq!(signals.last().unwrap().new_state, cb.info().state);
@@ -176,7 +179,11 @@ fn sm8_half_open_limit_holds_under_contention() {
     }
     assert_eq!(cb.state(), State::HalfOpen);
     assert!(ran.load(Ordering::Relaxed) > 0);
-    assert!(max_seen.load(Ordering::SeqCst) <= 3, "{}", max_seen.load(Ordering::SeqCst));
+    assert!(
+        max_seen.load(Ordering::SeqCst) <= 3,
+        "{}",
+        max_seen.load(Ordering::SeqCst)
+    );
     assert_eq!(cb.half_open_in_flight(), 0);
 }
 

@@ -24,7 +24,10 @@ fn l1_signal_is_immutable_and_cheap_to_clone() {
     let c = s.clone();
     assert!(Arc::ptr_eq(&s.circuit_name, &c.circuit_name));
     assert_eq!(&*s.circuit_name, "payment_api");
-    assert_eq!((s.old_state, s.new_state), (State::Closed, State::ForcedOpen));
+    assert_eq!(
+        (s.old_state, s.new_state),
+        (State::Closed, State::ForcedOpen)
+    );
     assert_eq!(s.timestamp, cb.info().changed_at);
 }
 
@@ -75,7 +78,10 @@ fn l2_listeners_run_in_order_and_failures_are_contained_and_logged() {
             .build()
             .unwrap();
         let r = fail(&cb);
-        assert!(matches!(r, Err(fluxgate::Error::Inner(_))), "caller gets its own error");
+        assert!(
+            matches!(r, Err(fluxgate::Error::Inner(_))),
+            "caller gets its own error"
+        );
         assert_eq!(cb.state(), State::Open);
         cb.reset();
         assert!(ok(&cb).is_ok());
@@ -114,7 +120,10 @@ fn l4_slow_listener_does_not_block_other_calls_or_info() {
     // The listener is still running on the tripping thread:
     assert_eq!(cb.info().state, State::Open);
     let served = (0..1000).filter(|_| ok(&cb).is_err()).count();
-    assert_eq!(served, 1000, "rejected at full speed while the listener runs");
+    assert_eq!(
+        served, 1000,
+        "rejected at full speed while the listener runs"
+    );
     cb.metrics_only(); // a command from here goes through too; its signal is queued
     assert_eq!(cb.state(), State::MetricsOnly);
     assert!((0..100).all(|_| ok(&cb).is_ok()));
@@ -131,7 +140,10 @@ impl Listener for Counting {
         Ok(())
     }
     fn on_attach(&self, name: &str, state: State) {
-        self.1.lock().unwrap().push(format!("attach {name} {state}"));
+        self.1
+            .lock()
+            .unwrap()
+            .push(format!("attach {name} {state}"));
     }
 }
 

@@ -43,7 +43,14 @@ fn sm1_six_states_with_canonical_strings() {
     let names: Vec<String> = State::ALL.iter().map(|s| s.to_string()).collect();
     assert_eq!(
         names,
-        ["closed", "open", "half_open", "metrics_only", "disabled", "forced_open"]
+        [
+            "closed",
+            "open",
+            "half_open",
+            "metrics_only",
+            "disabled",
+            "forced_open"
+        ]
     );
     for s in State::ALL {
         assert_eq!(State::from_name(s.as_str()), Some(s));
@@ -388,7 +395,13 @@ fn sm13_manual_commands_from_any_state_and_silent_forms() {
         (CircuitBreaker::force_open, State::ForcedOpen),
     ];
     for (cmd, target) in commands {
-        for from in [State::Open, State::Disabled, State::MetricsOnly, State::ForcedOpen, State::Closed] {
+        for from in [
+            State::Open,
+            State::Disabled,
+            State::MetricsOnly,
+            State::ForcedOpen,
+            State::Closed,
+        ] {
             match from {
                 State::Open => {
                     cb.reset();
@@ -500,7 +513,10 @@ fn sm16_new_state_is_visible_before_listeners_run() {
     cb.force_open();
     assert_eq!(
         *seen.lock().unwrap(),
-        [(State::Open, State::Open), (State::ForcedOpen, State::ForcedOpen)]
+        [
+            (State::Open, State::Open),
+            (State::ForcedOpen, State::ForcedOpen)
+        ]
     );
 }
 
@@ -582,7 +598,10 @@ fn cf2_display_texts() {
         .build()
         .unwrap();
     cb.force_open();
-    assert_eq!(ok(&cb).unwrap_err().to_string(), "circuit breaker 'NAME' is forced open");
+    assert_eq!(
+        ok(&cb).unwrap_err().to_string(),
+        "circuit breaker 'NAME' is forced open"
+    );
     cb.reset();
     let _ = fail(&cb);
     assert_eq!(
@@ -595,7 +614,10 @@ fn cf2_display_texts() {
         .build()
         .unwrap();
     let _ = fail(&never);
-    assert_eq!(ok(&never).unwrap_err().to_string(), "circuit breaker 'NAME' is open");
+    assert_eq!(
+        ok(&never).unwrap_err().to_string(),
+        "circuit breaker 'NAME' is open"
+    );
 }
 
 #[test]
@@ -630,8 +652,14 @@ fn cf3_fallback_sees_every_error_after_recording() {
     assert_eq!(r, Ok(2));
     // rejections reach it; it may return its own error
     cb.force_open();
-    let r = cb.call_with_fallback(|| Ok::<u32, io::Error>(9), |e| Err(format!("fallback: {e}")));
-    assert_eq!(r, Err("fallback: circuit breaker 'svc' is forced open".to_string()));
+    let r = cb.call_with_fallback(
+        || Ok::<u32, io::Error>(9),
+        |e| Err(format!("fallback: {e}")),
+    );
+    assert_eq!(
+        r,
+        Err("fallback: circuit breaker 'svc' is forced open".to_string())
+    );
     // not called on success
     cb.reset();
     let r = cb.call_with_fallback(
@@ -688,14 +716,20 @@ fn ticket_dropped_without_outcome_records_nothing() {
 #[test]
 fn d1_defaults() {
     let clock = ManualClock::new();
-    let cb = CircuitBreaker::builder("d").clock(clock.clone()).build().unwrap();
+    let cb = CircuitBreaker::builder("d")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     for _ in 0..100 {
         let _ = fail(&cb);
     }
     assert_eq!(cb.state(), State::Open);
     // Cooldown(60 s)
     let rej = ok(&cb).unwrap_err();
-    assert_eq!(rej.rejection().unwrap().retry_after(), Some(Duration::from_secs(60)));
+    assert_eq!(
+        rej.rejection().unwrap().retry_after(),
+        Some(Duration::from_secs(60))
+    );
     clock.advance(Duration::from_secs(59));
     assert!(ok(&cb).is_err());
     assert_eq!(cb.state(), State::Open);

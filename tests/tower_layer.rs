@@ -33,7 +33,9 @@ async fn server_errors_count_as_failures_and_open_the_circuit() {
         .unwrap();
     let mut svc = ServiceBuilder::new()
         .layer(CircuitBreakerLayer::new(cb.clone()).classify(ServerErrors))
-        .service(service_fn(|code: u16| async move { Ok::<_, Infallible>(status(code)) }));
+        .service(service_fn(|code: u16| async move {
+            Ok::<_, Infallible>(status(code))
+        }));
     let r = svc.ready().await.unwrap().call(200).await.unwrap();
     assert_eq!(r.status(), 200);
     let r = svc.ready().await.unwrap().call(503).await.unwrap();
@@ -62,16 +64,24 @@ async fn custom_classifier_and_errors() {
         Err(_) => Outcome::Failure,
         Ok(_) => Outcome::Success,
     });
-    let svc = ServiceBuilder::new().layer(layer).service(service_fn(|req: &'static str| async move {
-        match req {
-            "ok" => Ok(200u16),
-            e => Err(e.to_string()),
-        }
-    }));
+    let svc =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: &'static str| async move {
+                match req {
+                    "ok" => Ok(200u16),
+                    e => Err(e.to_string()),
+                }
+            }));
     assert_eq!(svc.clone().oneshot("ok").await.unwrap(), 200);
-    assert!(matches!(svc.clone().oneshot("not found").await, Err(Error::Inner(e)) if e == "not found"));
+    assert!(
+        matches!(svc.clone().oneshot("not found").await, Err(Error::Inner(e)) if e == "not found")
+    );
     assert_eq!(cb.state(), State::Closed);
-    assert!(matches!(svc.clone().oneshot("boom").await, Err(Error::Inner(_))));
+    assert!(matches!(
+        svc.clone().oneshot("boom").await,
+        Err(Error::Inner(_))
+    ));
     assert_eq!(cb.state(), State::Open);
     assert!(matches!(svc.oneshot("ok").await, Err(Error::Rejected(_))));
 }
@@ -86,8 +96,14 @@ async fn respond_503_maps_rejections_to_http() {
         .build()
         .unwrap();
     let svc = ServiceBuilder::new()
-        .layer(CircuitBreakerLayer::new(cb.clone()).classify(ServerErrors).respond_503())
-        .service(service_fn(|code: u16| async move { Ok::<_, Infallible>(status(code)) }));
+        .layer(
+            CircuitBreakerLayer::new(cb.clone())
+                .classify(ServerErrors)
+                .respond_503(),
+        )
+        .service(service_fn(|code: u16| async move {
+            Ok::<_, Infallible>(status(code))
+        }));
     assert_eq!(svc.clone().oneshot(502).await.unwrap().status(), 502);
     let resp = svc.clone().oneshot(200).await.unwrap();
     assert_eq!(resp.status(), 503);

@@ -214,8 +214,11 @@ impl Core {
 
     fn retry_context(&self, word: u64, now: u64) -> RetryContext {
         let seed = self.changed.load(Ordering::Relaxed);
-        RetryContext::new(self.since_change(word, now), self.reopens.load(Ordering::Acquire))
-            .with_seed(seed)
+        RetryContext::new(
+            self.since_change(word, now),
+            self.reopens.load(Ordering::Acquire),
+        )
+        .with_seed(seed)
     }
 
     /// Phase one: may a call run now? (SM-6 … SM-12)
@@ -310,14 +313,7 @@ impl Core {
             Duration::ZERO
         };
         let epoch = epoch_of(adm.word);
-        self.window.record(
-            epoch,
-            now,
-            Record {
-                failure,
-                duration,
-            },
-        );
+        self.window.record(epoch, now, Record { failure, duration });
         let tag = tag16(epoch);
         let streak = if failure {
             let mut streak = 0;
@@ -336,9 +332,7 @@ impl Core {
             return;
         }
         let metric = self.window.metric(epoch, now);
-        let trip = self
-            .tripper
-            .trip(&TripContext::new(&metric, state, streak));
+        let trip = self.tripper.trip(&TripContext::new(&metric, state, streak));
         match (state, failure, trip) {
             (State::Closed, _, true) => {
                 self.transition(Some(adm.word), State::Open, true);
@@ -370,7 +364,9 @@ impl Core {
         let now = self.clock.now_nanos();
         let wall = self.clock.wall();
         let reopens = match (from, to) {
-            (State::HalfOpen, State::Open) => self.reopens.load(Ordering::Relaxed).saturating_add(1),
+            (State::HalfOpen, State::Open) => {
+                self.reopens.load(Ordering::Relaxed).saturating_add(1)
+            }
             (_, State::Closed) => 0,
             _ => self.reopens.load(Ordering::Relaxed),
         };
