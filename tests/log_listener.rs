@@ -310,3 +310,81 @@ fn debug_shows_target_and_levels() {
     assert!(text.contains("\"closed\": Level(Debug)"), "{text}");
     assert!(text.contains("\"open\": Level(Warn)"), "{text}");
 }
+
+// LG-1 through a real breaker: each transition is logged once, in order, with its level.
+#[test]
+fn lg1_breaker_transitions_are_logged() {
+    let events = capture(|| {
+        let cb = fluxgate::CircuitBreaker::builder("payment_api")
+            .tripper(fluxgate::trippers::FailureStreak::new(1))
+            .retry(fluxgate::retries::Always)
+            .permit(fluxgate::permits::All)
+            .listener(LogListener::new())
+            .build()
+            .unwrap();
+        let _ = cb.call(|| Err::<(), _>(io::Error::other("x"))); // closed -> open
+        let _ = cb.call(|| Ok::<_, io::Error>(())); // open -> half_open -> closed
+        cb.force_open();
+        cb.reset();
+    });
+    let seen: Vec<(Level, &str)> = events
+        .iter()
+        .map(|e| (e.level, e.field("message")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                Level::WARN,
+                "Circuit Breaker 'payment_api' transitioned from closed to open"
+            ),
+            (
+                Level::INFO,
+                "Circuit Breaker 'payment_api' transitioned from open to half_open"
+            ),
+            (
+                Level::INFO,
+                "Circuit Breaker 'payment_api' transitioned from half_open to closed"
+            ),
+            (
+                Level::WARN,
+                "Circuit Breaker 'payment_api' transitioned from closed to forced_open"
+            ),
+            (
+                Level::INFO,
+                "Circuit Breaker 'payment_api' transitioned from forced_open to closed"
+            ),
+        ]
+    );
+}
+
+// LG-1 with the async breaker: LogListener is also an AsyncListener and logs in order.
+#[test]
+fn lg1_async_breaker_transitions_are_logged() {
+    let events = capture(|| {
+        let cb = fluxgate::AsyncCircuitBreaker::builder("inventory")
+            .async_listener(LogListener::new().target("inventory::breaker"))
+            .build()
+            .unwrap();
+        cb.force_open();
+        cb.disable();
+    });
+    let seen: Vec<(&str, &str, &str)> = events
+        .iter()
+        .filter(|e| e.target == "inventory::breaker")
+        .map(|e| {
+            (
+                e.field("circuit"),
+                e.field("old_state"),
+                e.field("new_state"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("inventory", "closed", "forced_open"),
+            ("inventory", "forced_open", "disabled")
+        ]
+    );
+}

@@ -537,6 +537,8 @@ fn sl4_network_error_is_logged() {
         .expect("an error event");
     assert_eq!(error.field("circuit"), "db");
     assert!(!error.field("detail").is_empty());
+    assert!(!error.fields.contains_key("status"), "no answer, no status");
+    assert!(!error.fields.contains_key("slack_error"));
     assert!(!logs.text().contains(TOKEN));
 }
 

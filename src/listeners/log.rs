@@ -3,9 +3,9 @@
 //! A breaker that opens at 3 a.m. should leave a line in the logs that says which circuit,
 //! from which state and to which: that is the cheapest alert there is, and the one that is
 //! still there when the dashboards have rolled over. The listener writes through `tracing`
-//! so it lands wherever the application already sends its logs (stdout, JSON, OpenTelemetry,
-//! the `log` crate through `tracing-log`), with the circuit and both states as structured
-//! fields that can be filtered and aggregated on (LG-1).
+//! so it lands wherever the application's subscriber already sends its logs (stdout, JSON
+//! files, OpenTelemetry), with the circuit and both states as structured fields that can be
+//! filtered and aggregated on (LG-1).
 //!
 //! # Why the target is real, not a field
 //!
@@ -34,6 +34,10 @@ use super::{AsyncListener, Listener, ListenerError, ListenerFuture};
 use crate::{Signal, State};
 
 /// The target of the events when none is set: `fluxgate::listeners::log`.
+///
+/// ```
+/// assert_eq!(fluxgate::listeners::log::DEFAULT_TARGET, "fluxgate::listeners::log");
+/// ```
 pub const DEFAULT_TARGET: &str = "fluxgate::listeners::log";
 
 const EVENT_NAME: &str = "circuit breaker transition";

@@ -30,7 +30,11 @@ pub mod log;
 pub(crate) mod spawn;
 pub use spawn::SpawnFuture;
 
-#[cfg(any(feature = "prometheus", feature = "prometheus-client", feature = "metrics"))]
+#[cfg(any(
+    feature = "prometheus",
+    feature = "prometheus-client",
+    feature = "metrics"
+))]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
 

@@ -44,14 +44,14 @@ pub fn raw_request(addr: SocketAddr, request: &[u8]) -> std::io::Result<HttpResp
 
 /// `GET path` with `Connection: close`.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<HttpResponse> {
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
     raw_request(addr, request.as_bytes())
 }
 
 fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -214,7 +214,10 @@ impl PrometheusServer {
         let log_file = std::fs::File::create(&log).expect("create log file");
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

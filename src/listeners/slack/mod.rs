@@ -58,6 +58,10 @@ use template::Templates;
 use worker::{Delivery, Endpoint, Queue};
 
 /// The Slack Web API base used unless [`SlackBuilder::api_base`] says otherwise.
+///
+/// ```
+/// assert_eq!(fluxgate::listeners::slack::DEFAULT_API_BASE, "https://slack.com/api");
+/// ```
 pub const DEFAULT_API_BASE: &str = "https://slack.com/api";
 
 const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -280,8 +284,14 @@ impl<L> SlackBuilder<L> {
     /// Posts with the caller's `reqwest` client (proxy, custom roots, connection pool)
     /// instead of one made by the listener.
     ///
+    /// The `slack` feature turns on reqwest's rustls support *without* a crypto provider
+    /// (the listener's own client brings `ring` itself). A client built by the application
+    /// therefore needs a provider: install one once at start-up, as below, unless the
+    /// application's own reqwest features already bring one.
+    ///
     /// ```
     /// use fluxgate::listeners::slack::SlackListener;
+    /// let _ = rustls::crypto::ring::default_provider().install_default();
     /// let client = reqwest::Client::builder().build().unwrap();
     /// let slack = SlackListener::builder("C0123456789", "xoxb-test")
     ///     .http_client(client)

@@ -362,8 +362,8 @@ fn log_failure(signal: &Signal, status: Option<StatusCode>, code: Option<&str>, 
         circuit = &*signal.circuit_name,
         old_state = signal.old_state.as_str(),
         new_state = signal.new_state.as_str(),
-        status = status.map_or(0, |s| s.as_u16()),
-        slack_error = code.unwrap_or(""),
+        status = status.map(|s| s.as_u16()),
+        slack_error = code,
         detail,
         "slack message not delivered"
     );
