@@ -121,9 +121,8 @@ fn pr2_three_failures_trip_the_breaker_and_the_series_follow() {
         Some(1.0)
     );
     let exposition = encode_text(&registry).unwrap();
-    assert!(exposition.contains(
-        "circuit_breaker_state{circuit_name=\"payment_api\",state=\"open\"} 1\n"
-    ));
+    assert!(exposition
+        .contains("circuit_breaker_state{circuit_name=\"payment_api\",state=\"open\"} 1\n"));
     assert!(exposition.contains(
         "circuit_breaker_state_transition_total{circuit_name=\"payment_api\",new_state=\"open\",old_state=\"closed\"} 1\n"
     ));
@@ -149,7 +148,11 @@ fn pr2_probe_and_recovery_are_counted_per_pair() {
         (State::Open, State::HalfOpen),
         (State::HalfOpen, State::Closed),
     ] {
-        assert_eq!(transitions(&registry, "probe", old, new), Some(1.0), "{old}->{new}");
+        assert_eq!(
+            transitions(&registry, "probe", old, new),
+            Some(1.0),
+            "{old}->{new}"
+        );
     }
     assert_eq!(
         transitions(&registry, "probe", State::HalfOpen, State::Open),
@@ -171,7 +174,10 @@ fn pr2_manual_commands_move_the_gauge_and_reset_while_closed_counts_closed_to_cl
     );
     assert_eq!(current(&registry, "manual"), State::Closed);
     for (command, expected) in [
-        (CircuitBreaker::disable as fn(&CircuitBreaker), State::Disabled),
+        (
+            CircuitBreaker::disable as fn(&CircuitBreaker),
+            State::Disabled,
+        ),
         (CircuitBreaker::metrics_only, State::MetricsOnly),
         (CircuitBreaker::force_open, State::ForcedOpen),
         (CircuitBreaker::force_open, State::ForcedOpen),

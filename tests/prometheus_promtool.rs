@@ -39,7 +39,9 @@ fn busy_registry() -> Registry {
         listener.on_attach(name, State::Closed);
         let mut old = State::Closed;
         for new in State::ALL.into_iter().cycle().skip(i).take(8) {
-            listener.on_signal(&Signal::new(name, old, new, now)).unwrap();
+            listener
+                .on_signal(&Signal::new(name, old, new, now))
+                .unwrap();
             old = new;
         }
     }
@@ -180,7 +182,12 @@ fn dashboard_expressions() -> Vec<(String, String)> {
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .map(move |t| (title.clone(), t["expr"].as_str().unwrap_or_default().to_owned()))
+                .map(move |t| {
+                    (
+                        title.clone(),
+                        t["expr"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
         })
         .collect()
 }
@@ -189,7 +196,10 @@ fn dashboard_expressions() -> Vec<(String, String)> {
 fn pr6_the_dashboard_has_the_three_panels_with_the_seeds_promql() {
     let exprs = dashboard_expressions();
     let expected = [
-        ("Open circuits", r#"circuit_breaker_state{state="open"} == 1"#),
+        (
+            "Open circuits",
+            r#"circuit_breaker_state{state="open"} == 1"#,
+        ),
         (
             "Trip rate (5m)",
             r#"sum(rate(circuit_breaker_state_transition_total{new_state="open"}[5m])) by (circuit_name)"#,

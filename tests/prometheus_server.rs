@@ -25,7 +25,12 @@ fn serving(circuit: &str) -> (Registry, PrometheusListener, MetricsServer) {
     let listener = PrometheusListener::with_registry(&registry).unwrap();
     listener.on_attach(circuit, State::Closed);
     listener
-        .on_signal(&Signal::new(circuit, State::Closed, State::Open, SystemTime::now()))
+        .on_signal(&Signal::new(
+            circuit,
+            State::Closed,
+            State::Open,
+            SystemTime::now(),
+        ))
         .unwrap();
     let server = start_http_server_with_registry("127.0.0.1:0", &registry).unwrap();
     (registry, listener, server)
@@ -55,7 +60,8 @@ fn pr6_pr7_get_metrics_returns_the_registry_in_the_classic_text_format() {
 #[test]
 fn pr6_query_strings_are_ignored_and_head_sends_no_body() {
     let (_registry, _listener, server) = serving("q");
-    let with_query = http_get(server.local_addr(), "/metrics?name[]=circuit_breaker_state").unwrap();
+    let with_query =
+        http_get(server.local_addr(), "/metrics?name[]=circuit_breaker_state").unwrap();
     assert_eq!(with_query.status, 200);
     let head = raw_request(
         server.local_addr(),
@@ -78,6 +84,12 @@ fn pr6_other_paths_are_404_and_other_methods_405() {
         let response = http_get(server.local_addr(), path).unwrap();
         assert_eq!(response.status, 404, "{path}");
     }
+    let head = raw_request(
+        server.local_addr(),
+        b"HEAD /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((head.status, head.body.as_str()), (404, ""));
     let post = raw_request(
         server.local_addr(),
         b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
@@ -102,7 +114,10 @@ fn pr6_a_taken_port_is_a_clear_error() {
     );
     assert!(std::error::Error::source(&err).is_some());
     // The first server is unharmed.
-    assert_eq!(http_get(server.local_addr(), "/metrics").unwrap().status, 200);
+    assert_eq!(
+        http_get(server.local_addr(), "/metrics").unwrap().status,
+        200
+    );
     server.shutdown();
 }
 
@@ -159,7 +174,7 @@ fn pr6_malformed_and_oversized_requests_get_errors_and_the_server_keeps_serving(
         assert_eq!(response.status, 400, "{garbage:?}");
     }
     let mut huge = b"GET /metrics HTTP/1.1\r\nX-Filler: ".to_vec();
-    huge.extend(std::iter::repeat(b'a').take(64 * 1024));
+    huge.extend_from_slice(&[b'a'; 64 * 1024]);
     huge.extend_from_slice(b"\r\n\r\n");
     let response = raw_request(addr, &huge).unwrap();
     assert_eq!(response.status, 431);
@@ -192,7 +207,12 @@ fn pr6_concurrent_scrapes_are_all_answered() {
 fn pr6_scrapes_see_transitions_made_after_the_server_started() {
     let (_registry, listener, server) = serving("live");
     listener
-        .on_signal(&Signal::new("live", State::Open, State::HalfOpen, SystemTime::now()))
+        .on_signal(&Signal::new(
+            "live",
+            State::Open,
+            State::HalfOpen,
+            SystemTime::now(),
+        ))
         .unwrap();
     let body = http_get(server.local_addr(), "/metrics").unwrap().body;
     assert!(body.contains("circuit_breaker_state{circuit_name=\"live\",state=\"half_open\"} 1\n"));

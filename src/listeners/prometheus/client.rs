@@ -50,12 +50,7 @@ struct ClientSink {
 }
 
 impl Sink for ClientSink {
-    fn set_state(
-        &self,
-        circuit_name: &str,
-        state: State,
-        value: i64,
-    ) -> Result<(), ListenerError> {
+    fn set_state(&self, circuit_name: &str, state: State, value: i64) -> Result<(), ListenerError> {
         self.state
             .get_or_create(&state_labels(circuit_name, state))
             .set(value);

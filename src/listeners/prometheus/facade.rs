@@ -26,12 +26,7 @@ impl FacadeSink {
 }
 
 impl Sink for FacadeSink {
-    fn set_state(
-        &self,
-        circuit_name: &str,
-        state: State,
-        value: i64,
-    ) -> Result<(), ListenerError> {
+    fn set_state(&self, circuit_name: &str, state: State, value: i64) -> Result<(), ListenerError> {
         metrics::gauge!(
             STATE_METRIC,
             "circuit_name" => circuit_name.to_owned(),

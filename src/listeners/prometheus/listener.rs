@@ -89,12 +89,7 @@ impl Collector for GuardedCollector {
 }
 
 impl Sink for PromSink {
-    fn set_state(
-        &self,
-        circuit_name: &str,
-        state: State,
-        value: i64,
-    ) -> Result<(), ListenerError> {
+    fn set_state(&self, circuit_name: &str, state: State, value: i64) -> Result<(), ListenerError> {
         self.state
             .get_metric_with_label_values(&[circuit_name, state.as_str()])?
             .set(value);
@@ -177,7 +172,8 @@ impl PrometheusListener {
     ///
     /// The registry may hold other metrics. Registering a second listener on the same
     /// registry fails with [`prometheus::Error::AlreadyReg`]: clone the first one instead
-    /// (clones share their series).
+    /// (clones share their series). For the default registry use [`new`](Self::new),
+    /// which always hands out the one listener registered there.
     ///
     /// ```
     /// use fluxgate::listeners::prometheus::PrometheusListener;

@@ -347,12 +347,18 @@ fn serve_connection(mut stream: TcpStream, registry: &Registry) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let response = match read_head(&mut stream) {
         Ok(head) => match parse_request(&head) {
-            Some(request) => route(&request, registry),
+            Some(request) => {
+                let mut response = route(&request, registry);
+                // A HEAD answer carries the headers of the GET answer and no body.
+                response.head_only = request.method == "HEAD";
+                response
+            }
             None => Response::text("400 Bad Request", "Bad Request\n"),
         },
-        Err(HeadError::TooLarge) => {
-            Response::text("431 Request Header Fields Too Large", "Request head too large\n")
-        }
+        Err(HeadError::TooLarge) => Response::text(
+            "431 Request Header Fields Too Large",
+            "Request head too large\n",
+        ),
         Err(HeadError::TimedOut) => Response::text("408 Request Timeout", "Request Timeout\n"),
         Err(HeadError::Closed | HeadError::Io) => return,
     };
@@ -404,7 +410,10 @@ fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, HeadError> {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
             {
                 return Err(HeadError::TimedOut)
             }
@@ -456,22 +465,17 @@ fn route(request: &Request<'_>, registry: &Registry) -> Response {
     if request.path != "/metrics" {
         return Response::text("404 Not Found", "Not Found: metrics are at /metrics\n");
     }
-    let head_only = match request.method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => {
-            let mut response =
-                Response::text("405 Method Not Allowed", "Method Not Allowed\n");
-            response.allow = true;
-            return response;
-        }
-    };
+    if !matches!(request.method, "GET" | "HEAD") {
+        let mut response = Response::text("405 Method Not Allowed", "Method Not Allowed\n");
+        response.allow = true;
+        return response;
+    }
     match encode_text(registry) {
         Ok(body) => Response {
             status: "200 OK",
             content_type: CONTENT_TYPE,
             body: body.into_bytes(),
-            head_only,
+            head_only: false,
             allow: false,
         },
         Err(error) => Response::text(
@@ -501,7 +505,11 @@ impl Response {
     }
 
     fn write_to(&self, stream: &mut TcpStream) -> io::Result<()> {
-        let allow = if self.allow { "Allow: GET, HEAD\r\n" } else { "" };
+        let allow = if self.allow {
+            "Allow: GET, HEAD\r\n"
+        } else {
+            ""
+        };
         let head = format!(
             "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
             self.status,
