@@ -55,6 +55,14 @@ pub async fn start_upstream() -> std::io::Result<Upstream> {
     Ok(Upstream { addr, healthy })
 }
 
+/// The HTTP client for the upstream. With fluxgate's `slack` feature on, reqwest's rustls
+/// support is built without a crypto provider of its own, so one is installed first.
+pub fn http_client() -> reqwest::Client {
+    #[cfg(feature = "slack")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 #[derive(Clone)]
 struct Gateway {
     client: reqwest::Client,
@@ -89,7 +97,7 @@ pub fn gateway(
         .listener(PrometheusListener::with_registry(registry)?)
         .build()?;
     let state = Gateway {
-        client: reqwest::Client::new(),
+        client: http_client(),
         upstream: format!("http://{upstream}/price"),
     };
     let app = Router::new()

@@ -17,7 +17,7 @@ async fn gateway_opens_answers_503_with_retry_after_and_exports_metrics() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = reqwest::Client::new();
+    let client = gateway::http_client();
     let get = |path: &'static str| {
         let client = client.clone();
         async move {
