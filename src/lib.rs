@@ -76,3 +76,60 @@ pub use crate::error::{CallNotPermitted, ConfigError, Error};
 pub use crate::metric::{Metric, Record, MAX_SLOW_THRESHOLDS};
 pub use crate::signal::Signal;
 pub use crate::state::State;
+
+// Every Rust block of the README and of `docs/` is compiled and run as a doctest, so the
+// documentation cannot drift from the API. A file is checked when the features its blocks
+// use are on (`cargo test --all-features` checks them all).
+#[cfg(all(doctest, feature = "tower", feature = "prometheus", feature = "slack"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/index.md")]
+struct DocsIndexDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/circuit-breaker.md")]
+struct DocsCircuitBreakerDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/components.md")]
+struct DocsComponentsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/examples.md")]
+struct DocsExamplesDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/design-decisions.md")]
+struct DocsDesignDecisionsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/listeners/index.md")]
+struct DocsListenersDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../docs/listeners/logging.md")]
+struct DocsLoggingDoctests;
+
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "prometheus-client",
+    feature = "metrics"
+))]
+#[doc = include_str!("../docs/listeners/prometheus.md")]
+struct DocsPrometheusDoctests;
+
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "prometheus-client",
+    feature = "metrics"
+))]
+#[doc = include_str!("../docs/ko/listeners/prometheus.md")]
+struct DocsPrometheusKoDoctests;
+
+#[cfg(all(doctest, feature = "slack"))]
+#[doc = include_str!("../docs/listeners/slack.md")]
+struct DocsSlackDoctests;
