@@ -9,8 +9,9 @@
 //! 4. `threads` — two threads calling one shared breaker; the reported time is wall time
 //!    divided by the calls of both threads (aggregate cost per call: lower is better,
 //!    and below the one-thread figure means two threads get more done than one).
+//!    `*_1pct_failures` makes every 100th call fail, so the window is written on every call.
 //! 5. `async` — async call overhead on a current-thread tokio runtime, and through the
-//!    tower layers.
+//!    tower layers (`tower/fluxgate` needs `--features tower`).
 //!
 //! `failsafe` and `recloser` are synchronous. `breaker` and `tower-resilience` only
 //! offer async calls; in groups 1–4 their futures are driven by [`block_on`] below, the
@@ -44,7 +45,19 @@ fn work() -> Res {
 /// The protected work of a breaker that must trip: fails.
 #[inline(always)]
 fn fail() -> Res {
-    Err(io::Error::other("down"))
+    Err(io::Error::from(io::ErrorKind::ConnectionRefused))
+}
+
+/// Every 100th call fails (per thread): a window that never settles, so every call
+/// writes it.
+#[inline(always)]
+fn one_in_100(i: &mut u64) -> Res {
+    *i += 1;
+    if *i % 100 == 0 {
+        fail()
+    } else {
+        work()
+    }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -340,6 +353,17 @@ fn threads(c: &mut Criterion) {
         g.bench_function(format!("fluxgate_timed/{n}"), |b| {
             b.iter_custom(|iters| split(n, iters, || (), |_| drop(black_box(cb.call(work)))))
         });
+        let cb = fluxgate_default();
+        g.bench_function(format!("fluxgate_1pct_failures/{n}"), |b| {
+            b.iter_custom(|iters| {
+                split(
+                    n,
+                    iters,
+                    || 0,
+                    |i| drop(black_box(cb.call(|| one_in_100(i)))),
+                )
+            })
+        });
         let fs = failsafe_default(MINUTE);
         g.bench_function(format!("failsafe/{n}"), |b| {
             b.iter_custom(|iters| split(n, iters, || (), |_| drop(black_box(fs.call(work)))))
@@ -347,6 +371,17 @@ fn threads(c: &mut Criterion) {
         let rc = recloser_default(MINUTE);
         g.bench_function(format!("recloser/{n}"), |b| {
             b.iter_custom(|iters| split(n, iters, || (), |_| drop(black_box(rc.call(work)))))
+        });
+        let rc = recloser_default(MINUTE);
+        g.bench_function(format!("recloser_1pct_failures/{n}"), |b| {
+            b.iter_custom(|iters| {
+                split(
+                    n,
+                    iters,
+                    || 0,
+                    |i| drop(black_box(rc.call(|| one_in_100(i)))),
+                )
+            })
         });
         let br = breaker_default(MINUTE);
         g.bench_function(format!("breaker/{n}"), |b| {
@@ -428,8 +463,23 @@ fn asynchronous(c: &mut Criterion) {
         })
     });
 
-    // TODO(tower): fluxgate's `tower::CircuitBreakerLayer` (feature "tower") is not in the
-    // tree yet; add `tower/fluxgate` here, built like `tower/tower-resilience` below.
+    #[cfg(feature = "tower")]
+    {
+        let breaker = AsyncCircuitBreaker::builder("bench").build().unwrap();
+        let mut svc =
+            fluxgate::tower::CircuitBreakerLayer::new(breaker).layer(tower::service_fn(ok_service));
+        g.bench_function("tower/fluxgate", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(tower_call(&mut svc).await).ok();
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
 
     let mut tr = tower_resilience_service(MINUTE, false);
     g.bench_function("tower/tower-resilience", |b| {

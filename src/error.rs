@@ -102,12 +102,118 @@ impl<E> From<CallNotPermitted> for Error<E> {
 /// assert_eq!(r.state(), State::ForcedOpen);
 /// assert_eq!(r.to_string(), "circuit breaker 'payment_api' is forced open");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct CallNotPermitted {
-    name: Arc<str>,
+    name: Name,
+    /// `retry_after` in nanoseconds, `u64::MAX` for none: half the size of an
+    /// `Option<Duration>`, which keeps every `Result` of a protected call at 40 bytes.
+    retry_after: u64,
     state: State,
-    retry_after: Option<Duration>,
 }
+
+const NO_RETRY_AFTER: u64 = u64::MAX;
+
+/// `retry_after` as kept by a rejection: to the nanosecond, up to 584 years.
+#[inline]
+fn pack_retry_after(retry_after: Option<Duration>) -> u64 {
+    match retry_after {
+        Some(d) => {
+            u64::try_from(d.as_nanos()).map_or(NO_RETRY_AFTER - 1, |n| n.min(NO_RETRY_AFTER - 1))
+        }
+        None => NO_RETRY_AFTER,
+    }
+}
+
+/// Longest circuit name a rejection copies instead of sharing.
+const INLINE_NAME: usize = 15;
+
+/// A circuit name as a rejection carries it.
+///
+/// Short names are copied into the rejection, so refusing a call touches no shared
+/// reference count: with an `Arc` every rejection would increment and decrement one
+/// counter, a contended cache line when several threads are refused by one breaker.
+/// Longer names share the breaker's `Arc`.
+#[derive(Clone)]
+enum Name {
+    Inline(Inline),
+    Shared(Arc<str>),
+}
+
+/// A short name: word-aligned, so copying one is two plain 8-byte moves (with an odd
+/// layout the copy goes piecewise through the stack and stalls store forwarding).
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Inline {
+    bytes: [u8; INLINE_NAME],
+    len: u8,
+}
+
+impl Name {
+    fn of(name: &Arc<str>) -> Name {
+        let len = name.len();
+        if len <= INLINE_NAME {
+            let mut bytes = [0; INLINE_NAME];
+            bytes[..len].copy_from_slice(name.as_bytes());
+            Name::Inline(Inline {
+                bytes,
+                len: len as u8,
+            })
+        } else {
+            Name::Shared(name.clone())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes are a whole `str`, copied: always valid UTF-8.
+            Name::Inline(Inline { bytes, len }) => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+/// A breaker's name, prepared once for the rejections it returns: making one is then
+/// allocation-free, and for names of at most 15 bytes free of any shared reference count.
+#[derive(Clone)]
+pub(crate) struct RejectionName(Name);
+
+impl RejectionName {
+    pub(crate) fn new(name: &Arc<str>) -> Self {
+        RejectionName(Name::of(name))
+    }
+
+    /// The rejection of a call in `state`.
+    #[inline]
+    pub(crate) fn reject(&self, state: State, retry_after: Option<Duration>) -> CallNotPermitted {
+        CallNotPermitted {
+            name: self.0.clone(),
+            state,
+            retry_after: pack_retry_after(retry_after),
+        }
+    }
+}
+
+impl fmt::Debug for CallNotPermitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallNotPermitted")
+            .field("name", &self.name.as_str())
+            .field("state", &self.state)
+            .field("retry_after", &self.retry_after())
+            .finish()
+    }
+}
+
+impl PartialEq for CallNotPermitted {
+    fn eq(&self, other: &Self) -> bool {
+        self.name.as_str() == other.name.as_str()
+            && self.state == other.state
+            && self.retry_after == other.retry_after
+    }
+}
+
+impl Eq for CallNotPermitted {}
 
 impl CallNotPermitted {
     /// Builds a rejection (useful in tests of code that handles one).
@@ -119,9 +225,9 @@ impl CallNotPermitted {
     /// ```
     pub fn new(name: impl Into<Arc<str>>, state: State, retry_after: Option<Duration>) -> Self {
         CallNotPermitted {
-            name: name.into(),
+            name: Name::Shared(name.into()),
             state,
-            retry_after,
+            retry_after: pack_retry_after(retry_after),
         }
     }
 
@@ -132,7 +238,7 @@ impl CallNotPermitted {
     /// assert_eq!(r.circuit_name(), "db");
     /// ```
     pub fn circuit_name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// The state that refused: `open`, `half_open` or `forced_open`.
@@ -147,7 +253,7 @@ impl CallNotPermitted {
 
     /// How long until the breaker will let a probe through, when the retry policy knows
     /// (an HTTP layer sends it as `Retry-After`). `None` in `forced_open` and with
-    /// [`retries::Never`](crate::retries::Never).
+    /// [`retries::Never`](crate::retries::Never). Kept to the nanosecond, up to 584 years.
     ///
     /// ```
     /// use std::time::Duration;
@@ -155,20 +261,20 @@ impl CallNotPermitted {
     /// assert_eq!(r.retry_after(), Some(Duration::from_secs(9)));
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        (self.retry_after != NO_RETRY_AFTER).then(|| Duration::from_nanos(self.retry_after))
     }
 }
 
 impl fmt::Display for CallNotPermitted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name.as_str();
         match self.state {
             State::HalfOpen => write!(
                 f,
-                "circuit breaker '{}' is half-open, call not permitted",
-                self.name
+                "circuit breaker '{name}' is half-open, call not permitted"
             ),
-            State::ForcedOpen => write!(f, "circuit breaker '{}' is forced open", self.name),
-            _ => write!(f, "circuit breaker '{}' is open", self.name),
+            State::ForcedOpen => write!(f, "circuit breaker '{name}' is forced open"),
+            _ => write!(f, "circuit breaker '{name}' is open"),
         }
     }
 }
@@ -262,3 +368,67 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejection_is_small() {
+        // Every `Result` a protected call returns is at least this big.
+        assert!(std::mem::size_of::<CallNotPermitted>() <= 40);
+        assert!(std::mem::size_of::<Result<u64, Error<std::io::Error>>>() <= 40);
+        let d = Duration::from_nanos(u64::MAX - 1);
+        assert_eq!(
+            CallNotPermitted::new("x", State::Open, Some(d)).retry_after(),
+            Some(d)
+        );
+        assert_eq!(
+            CallNotPermitted::new("x", State::Open, Some(Duration::MAX)).retry_after(),
+            Some(d)
+        );
+        assert_eq!(
+            CallNotPermitted::new("x", State::Open, None).retry_after(),
+            None
+        );
+    }
+
+    #[test]
+    fn rejection_copies_short_names_and_shares_long_ones() {
+        let short: Arc<str> = Arc::from("payment_api");
+        let r = RejectionName::new(&short).reject(State::Open, None);
+        assert_eq!(Arc::strong_count(&short), 1);
+        assert_eq!(r.circuit_name(), "payment_api");
+        assert_eq!(r, CallNotPermitted::new("payment_api", State::Open, None));
+        assert_eq!(r.to_string(), "circuit breaker 'payment_api' is open");
+
+        let exact: Arc<str> = Arc::from(format!("{}x", "é".repeat(INLINE_NAME / 2)));
+        assert_eq!(exact.len(), INLINE_NAME);
+        let r = RejectionName::new(&exact).reject(State::ForcedOpen, None);
+        assert_eq!(Arc::strong_count(&exact), 1);
+        assert_eq!(r.circuit_name(), &*exact);
+        let empty: Arc<str> = Arc::from("");
+        assert_eq!(
+            RejectionName::new(&empty)
+                .reject(State::Open, None)
+                .circuit_name(),
+            ""
+        );
+
+        let long: Arc<str> = Arc::from("a_rather_long_circuit_name_for_a_tenant");
+        let r = RejectionName::new(&long).reject(State::HalfOpen, Some(Duration::ZERO));
+        assert_eq!(Arc::strong_count(&long), 2);
+        assert_eq!(
+            r.to_string(),
+            "circuit breaker 'a_rather_long_circuit_name_for_a_tenant' is half-open, call not permitted"
+        );
+        assert_eq!(
+            format!("{r:?}"),
+            "CallNotPermitted { name: \"a_rather_long_circuit_name_for_a_tenant\", state: HalfOpen, retry_after: Some(0ns) }"
+        );
+        // The public constructor shares a long name too: no allocation per rejection.
+        let r = CallNotPermitted::new(long.clone(), State::Open, None);
+        assert_eq!(Arc::strong_count(&long), 3);
+        drop(r);
+    }
+}

@@ -45,6 +45,7 @@
 //! | `axum` | a `/metrics` route for axum apps |
 //! | `prometheus-client`, `metrics` | the same series through those crates |
 //! | `slack` | `listeners::slack::{SlackListener, AsyncSlackListener}` |
+//! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

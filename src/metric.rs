@@ -5,6 +5,7 @@
 //! aggregate; it is `Copy` and allocation-free, because the breaker builds one on every
 //! call.
 
+use std::fmt;
 use std::time::Duration;
 
 /// The most distinct `SlowRate` thresholds one breaker can track.
@@ -69,7 +70,7 @@ impl Record {
 /// assert_eq!(m.avg_duration(), Some(Duration::from_millis(100)));
 /// assert_eq!(m.slow_rate(Duration::from_millis(100)), Some(0.5));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Metric {
     /// Calls recorded.
     pub total_count: u64,
@@ -77,8 +78,32 @@ pub struct Metric {
     pub failure_count: u64,
     /// Sum of the recorded calls' durations.
     pub total_duration: Duration,
-    slow: [(Duration, u64); MAX_SLOW_THRESHOLDS],
+    // The slow counts, one column per field: without the padding of `(Duration, u64)`
+    // pairs the arrays are contiguous, so building a metric (on every call) zeroes them
+    // in a few wide stores.
+    slow_secs: [u64; MAX_SLOW_THRESHOLDS],
+    slow_nanos: [u32; MAX_SLOW_THRESHOLDS],
+    slow: [u64; MAX_SLOW_THRESHOLDS],
     slow_len: u8,
+}
+
+impl fmt::Debug for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metric")
+            .field("total_count", &self.total_count)
+            .field("failure_count", &self.failure_count)
+            .field("total_duration", &self.total_duration)
+            .field("slow_counts", &SlowCounts(self))
+            .finish()
+    }
+}
+
+struct SlowCounts<'a>(&'a Metric);
+
+impl fmt::Debug for SlowCounts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.slow_counts()).finish()
+    }
 }
 
 impl Metric {
@@ -95,22 +120,38 @@ impl Metric {
         total_duration: Duration,
         slow_counts: &[(Duration, u64)],
     ) -> Metric {
-        let mut m = Metric {
-            total_count,
-            failure_count,
-            total_duration,
-            ..Metric::default()
-        };
+        let mut m = Metric::totals(total_count, failure_count, total_duration);
         for &(t, c) in slow_counts.iter().take(MAX_SLOW_THRESHOLDS) {
             m.push_slow(t, c);
         }
         m
     }
 
+    /// A metric without slow counts (windows add theirs with `push_slow`).
+    #[inline]
+    pub(crate) const fn totals(
+        total_count: u64,
+        failure_count: u64,
+        total_duration: Duration,
+    ) -> Metric {
+        Metric {
+            total_count,
+            failure_count,
+            total_duration,
+            slow_secs: [0; MAX_SLOW_THRESHOLDS],
+            slow_nanos: [0; MAX_SLOW_THRESHOLDS],
+            slow: [0; MAX_SLOW_THRESHOLDS],
+            slow_len: 0,
+        }
+    }
+
+    #[inline]
     pub(crate) fn push_slow(&mut self, threshold: Duration, count: u64) {
         let i = self.slow_len as usize;
         if i < MAX_SLOW_THRESHOLDS {
-            self.slow[i] = (threshold, count);
+            self.slow_secs[i] = threshold.as_secs();
+            self.slow_nanos[i] = threshold.subsec_nanos();
+            self.slow[i] = count;
             self.slow_len += 1;
         }
     }
@@ -157,9 +198,10 @@ impl Metric {
     /// assert_eq!(fluxgate::Metric::default().slow_count(std::time::Duration::from_secs(1)), 0);
     /// ```
     pub fn slow_count(&self, threshold: Duration) -> u64 {
-        self.slow_counts()
-            .find(|&(t, _)| t == threshold)
-            .map_or(0, |(_, c)| c)
+        let (secs, nanos) = (threshold.as_secs(), threshold.subsec_nanos());
+        (0..usize::from(self.slow_len))
+            .find(|&i| self.slow_secs[i] == secs && self.slow_nanos[i] == nanos)
+            .map_or(0, |i| self.slow[i])
     }
 
     /// The tracked thresholds and their slow counts.
@@ -170,6 +212,11 @@ impl Metric {
     /// assert_eq!(m.slow_counts().collect::<Vec<_>>(), [(Duration::from_secs(1), 1)]);
     /// ```
     pub fn slow_counts(&self) -> impl Iterator<Item = (Duration, u64)> + '_ {
-        self.slow[..self.slow_len as usize].iter().copied()
+        (0..usize::from(self.slow_len)).map(|i| {
+            (
+                Duration::new(self.slow_secs[i], self.slow_nanos[i]),
+                self.slow[i],
+            )
+        })
     }
 }

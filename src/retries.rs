@@ -275,7 +275,9 @@ impl Backoff {
 
 impl Retry for Backoff {
     fn wait(&self, ctx: &RetryContext) -> Option<Duration> {
-        let factor = self.multiplier.powi(ctx.reopens.min(i32::MAX as u32) as i32);
+        let factor = self
+            .multiplier
+            .powi(ctx.reopens.min(i32::MAX as u32) as i32);
         let raw = self.initial.as_secs_f64() * factor;
         let base = if raw.is_finite() && raw < self.max.as_secs_f64() {
             Duration::from_secs_f64(raw)

@@ -272,7 +272,8 @@ impl SlowRate {
 impl Tripper for SlowRate {
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         let m = ctx.metric;
-        m.total_count > 0 && m.slow_count(self.threshold) as f64 >= self.ratio * m.total_count as f64
+        m.total_count > 0
+            && m.slow_count(self.threshold) as f64 >= self.ratio * m.total_count as f64
     }
     fn validate(&self) -> Result<(), ConfigError> {
         check_ratio("SlowRate", self.ratio)?;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
+use crate::error::RejectionName;
 use crate::listeners::{notify_one, Listener};
 use crate::permits::Permit;
 use crate::retries::{Retry, RetryContext};
@@ -119,6 +120,7 @@ pub struct Core {
     changed: AtomicU64,
     reopens: AtomicU32,
     name: Arc<str>,
+    rejection: RejectionName,
     time_calls: bool,
     needs_now: bool,
     max_half_open_calls: u32,
@@ -154,6 +156,7 @@ impl Core {
             half_open_in_flight: AtomicU32::new(0),
             changed: AtomicU64::new(Self::pack_changed(0, now)),
             reopens: AtomicU32::new(0),
+            rejection: RejectionName::new(&p.name),
             name: p.name,
             time_calls: p.time_calls,
             needs_now,
@@ -169,7 +172,7 @@ impl Core {
             notifies,
             transitions: Mutex::new(Transitions {
                 changed_wall: wall,
-                queue: VecDeque::with_capacity(8),
+                queue: VecDeque::new(),
                 dispatching: false,
             }),
         }
@@ -208,8 +211,9 @@ impl Core {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    #[inline]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> CallNotPermitted {
-        CallNotPermitted::new(self.name.clone(), state, retry_after)
+        self.rejection.reject(state, retry_after)
     }
 
     fn retry_context(&self, word: u64, now: u64) -> RetryContext {
@@ -222,8 +226,34 @@ impl Core {
     }
 
     /// Phase one: may a call run now? (SM-6 … SM-12)
-    #[inline]
+    ///
+    /// `closed`, `metrics_only` and `disabled` are decided inline, in the caller's frame;
+    /// the states that reject, or need the retry policy, a slot or a permit, go through
+    /// `admit_slow`.
+    #[inline(always)]
     pub(crate) fn admit(&self) -> Result<Admission, CallNotPermitted> {
+        let word = self.word.load(Ordering::Acquire);
+        match state_of(word) {
+            State::Closed | State::MetricsOnly => Ok(Admission {
+                word,
+                start: if self.time_calls {
+                    self.clock.now_nanos()
+                } else {
+                    0
+                },
+                slot: false,
+            }),
+            State::Disabled => Ok(Admission {
+                word,
+                start: 0,
+                slot: false,
+            }),
+            _ => self.admit_slow(),
+        }
+    }
+
+    #[inline(never)]
+    fn admit_slow(&self) -> Result<Admission, CallNotPermitted> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             match state_of(word) {

@@ -92,24 +92,14 @@ impl CountWindow {
     fn tag(&self, generation: u32) -> u64 {
         u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed))) & 0xFFFF
     }
-}
 
-#[inline]
-fn newer(a: u64, b: u64) -> bool {
-    (a.wrapping_sub(b) as u16 as i16) > 0
-}
-
-#[inline]
-fn slot_valid_for(slot: u64, tag: u64) -> bool {
-    slot & SLOT_VALID != 0 && slot >> VALUE_BITS == tag
-}
-
-impl Window for CountWindow {
-    fn record(&self, generation: u32, _now_nanos: u64, record: Record) {
+    /// Appends `record` to the ring, evicting the oldest record (the general case of
+    /// `record`, out of line so that the common case stays small).
+    #[inline(never)]
+    fn append(&self, tag: u64, record: Record) {
         if self.slots.is_empty() {
             return;
         }
-        let tag = self.tag(generation);
         let dur = u64::try_from(record.duration.as_nanos())
             .unwrap_or(u64::MAX)
             .min(SLOT_DUR_MAX);
@@ -129,8 +119,7 @@ impl Window for CountWindow {
             if old == new_slot {
                 break;
             }
-            match slot.compare_exchange_weak(old, new_slot, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match slot.compare_exchange_weak(old, new_slot, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(actual) => old = actual,
             }
@@ -164,22 +153,72 @@ impl Window for CountWindow {
         }
     }
 
+    #[inline(never)]
+    fn with_slow_counts(&self, mut m: Metric, tag: u64) -> Metric {
+        for (i, &(_, t)) in self.thresholds.iter().enumerate() {
+            let c = tagged::field_value(tagged::read(&self.slow[i], tag, VALUE_BITS), VALUE_BITS);
+            m.push_slow(t, c.min(m.total_count));
+        }
+        m
+    }
+
+    /// Whether the window of `tag` is full of records equal to `(failure, duration 0)`.
+    ///
+    /// Read from the running totals: `size` records, all or none of them failures, summed
+    /// duration zero. A writer between its slot swap and its totals update may be
+    /// ordered after this check: it is then the next record after ours, and since
+    /// every record in the window equals ours, which slot it evicted cannot be told.
+    #[inline]
+    fn uniform(&self, tag: u64, failure: bool) -> bool {
+        let counts = tagged::read(&self.counts, tag, VALUE_BITS);
+        let size = self.size as u64;
+        counts & FIELD_MASK == size
+            && counts >> FIELD_BITS == if failure { size } else { 0 }
+            && tagged::read(&self.duration, tag, VALUE_BITS) == 0
+    }
+}
+
+#[inline]
+fn newer(a: u64, b: u64) -> bool {
+    (a.wrapping_sub(b) as u16 as i16) > 0
+}
+
+#[inline]
+fn slot_valid_for(slot: u64, tag: u64) -> bool {
+    slot & SLOT_VALID != 0 && slot >> VALUE_BITS == tag
+}
+
+impl Window for CountWindow {
+    #[inline]
+    fn record(&self, generation: u32, _now_nanos: u64, record: Record) {
+        let tag = self.tag(generation);
+        if record.duration.is_zero() && self.uniform(tag, record.failure) {
+            // Every slot already holds this very record: appending it and evicting the
+            // oldest leaves the window as it is, so nothing is written. A healthy
+            // dependency's steady state (all successes) thus writes no shared memory,
+            // and threads calling one breaker do not fight over cache lines.
+            return;
+        }
+        self.append(tag, record);
+    }
+
     fn metric(&self, generation: u32, _now_nanos: u64) -> Metric {
         let tag = self.tag(generation);
         let counts = tagged::read(&self.counts, tag, VALUE_BITS);
         let size = self.size as u64;
         let total = tagged::field_value(counts & FIELD_MASK, FIELD_BITS).min(size);
         let fail = tagged::field_value(counts >> FIELD_BITS, FIELD_BITS).min(total);
-        let dur = tagged::field_value(
-            tagged::read(&self.duration, tag, VALUE_BITS),
-            VALUE_BITS,
-        );
-        let mut m = Metric::new(total, fail, Duration::from_nanos(dur), &[]);
-        for (i, &(_, t)) in self.thresholds.iter().enumerate() {
-            let c = tagged::field_value(tagged::read(&self.slow[i], tag, VALUE_BITS), VALUE_BITS);
-            m.push_slow(t, c.min(total));
+        let dur = tagged::field_value(tagged::read(&self.duration, tag, VALUE_BITS), VALUE_BITS);
+        let dur = if dur == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_nanos(dur)
+        };
+        if self.thresholds.is_empty() {
+            Metric::totals(total, fail, dur)
+        } else {
+            self.with_slow_counts(Metric::totals(total, fail, dur), tag)
         }
-        m
     }
 
     fn reset(&self) {

@@ -1,19 +1,66 @@
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::tagged;
 use super::Window;
+use crate::metric::MAX_SLOW_THRESHOLDS;
 use crate::{ConfigError, Metric, Record};
 
 const VALUE_BITS: u32 = 40;
+const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const MAX_SECONDS: u64 = 86_400;
+
+/// Words per bucket besides the slow counts: calls, failures, microseconds.
+const BASE_WORDS: usize = 3;
+const TOTAL: usize = 0;
+const FAILURES: usize = 1;
+const MICROS: usize = 2;
+
+// The cache key: state (2 bits) | version (14) | generation tag (8) | second (40).
+const KEY_SECOND_BITS: u32 = 40;
+const KEY_SECOND_MASK: u64 = (1 << KEY_SECOND_BITS) - 1;
+const KEY_BODY_MASK: u64 = (1 << (KEY_SECOND_BITS + 8)) - 1;
+const KEY_VERSION_SHIFT: u32 = KEY_SECOND_BITS + 8;
+const KEY_VERSION_MASK: u64 = (1 << 14) - 1;
+const KEY_STATE_SHIFT: u32 = 62;
+const INVALID: u64 = 0;
+const BUILDING: u64 = 1;
+const VALID: u64 = 2;
+
+#[inline]
+fn key(state: u64, version: u64, body: u64) -> u64 {
+    (state << KEY_STATE_SHIFT) | ((version & KEY_VERSION_MASK) << KEY_VERSION_SHIFT) | body
+}
+
+#[inline]
+fn key_state(k: u64) -> u64 {
+    k >> KEY_STATE_SHIFT
+}
+
+#[inline]
+fn key_version(k: u64) -> u64 {
+    (k >> KEY_VERSION_SHIFT) & KEY_VERSION_MASK
+}
+
+#[inline]
+fn key_second(k: u64) -> u64 {
+    k & KEY_SECOND_MASK
+}
+
+/// Sums of some buckets: the words of a bucket, added up.
+#[derive(Clone, Copy, Default)]
+struct Sums([u64; BASE_WORDS + MAX_SLOW_THRESHOLDS]);
 
 /// Keeps the calls of the last `d` seconds, in one-second buckets (W-2).
 ///
 /// Each bucket is stamped with the second it holds, so buckets older than the window are
 /// ignored when the window is *read*, not only when a new call overwrites them: a quiet
 /// dependency's old failures age out even with no traffic.
+///
+/// Reading is O(1): the sums of the finished seconds of the window are kept in a cache
+/// rebuilt once per second, and only the current second's bucket is read live. A call
+/// that is recorded into a finished second after the cache was built (its thread was
+/// preempted across the second boundary) invalidates the cache, so the sums stay exact.
 ///
 /// `d` must be a whole number of seconds in `1..=86400`. Durations are summed in
 /// microseconds.
@@ -39,6 +86,12 @@ pub struct TimeWindow {
     base: AtomicU32,
     words: Box<[AtomicU64]>,
     thresholds: Box<[(u64, Duration)]>,
+    /// Which sums `cache` holds (see the key layout above): those of the seconds
+    /// `second - d + 1 ..= second - 1` of one generation, when the state is `VALID`.
+    key: AtomicU64,
+    cache: Box<[AtomicU64]>,
+    /// ⌈2^64 / seconds⌉, see `divmod`.
+    magic: u128,
 }
 
 impl TimeWindow {
@@ -52,10 +105,13 @@ impl TimeWindow {
         let mut w = TimeWindow {
             span,
             seconds: 0,
-            stride: 3,
+            stride: BASE_WORDS,
             base: AtomicU32::new(0),
             words: Box::new([]),
             thresholds: Box::new([]),
+            key: AtomicU64::new(0),
+            cache: Box::new([]),
+            magic: 0,
         };
         if w.validate().is_ok() {
             w.seconds = span.as_secs();
@@ -75,22 +131,160 @@ impl TimeWindow {
     }
 
     fn allocate(&mut self) {
-        self.stride = 3 + self.thresholds.len();
+        self.stride = BASE_WORDS + self.thresholds.len();
         let n = self.seconds as usize * self.stride;
         self.words = (0..n).map(|_| AtomicU64::new(0)).collect();
+        self.cache = (0..self.stride).map(|_| AtomicU64::new(0)).collect();
+        *self.key.get_mut() = 0;
+        self.magic = (1u128 << 64).div_ceil(u128::from(self.seconds));
     }
 
-    /// The tag of second `sec` in `generation`: 8 bits of generation, 16 of lap number.
+    /// The generation's 8-bit tag.
     #[inline]
-    fn tag(&self, generation: u32, sec: u64) -> u64 {
-        let gen = u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed))) & 0xFF;
-        (gen << 16) | ((sec / self.seconds) & 0xFFFF)
+    fn gen_tag(&self, generation: u32) -> u64 {
+        u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed))) & 0xFF
     }
 
+    /// Second `sec`'s bucket and its tag in a generation: 8 bits of generation, 16 of
+    /// lap number (`sec / d`).
     #[inline]
-    fn bucket(&self, sec: u64) -> &[AtomicU64] {
-        let i = (sec % self.seconds) as usize * self.stride;
-        &self.words[i..i + self.stride]
+    fn locate(&self, gen_tag: u64, sec: u64) -> (u64, &[AtomicU64]) {
+        let (lap, index) = self.divmod(sec);
+        let i = index as usize * self.stride;
+        (
+            (gen_tag << 16) | (lap & 0xFFFF),
+            &self.words[i..i + self.stride],
+        )
+    }
+
+    /// `(sec / d, sec % d)` by a multiplication (a 64-bit division costs more than the
+    /// rest of a call): `magic` is ⌈2^64 / d⌉, so the estimate is the quotient or one more.
+    #[inline]
+    fn divmod(&self, sec: u64) -> (u64, u64) {
+        let mut q = ((u128::from(sec) * self.magic) >> 64) as u64;
+        if q.wrapping_mul(self.seconds) > sec {
+            q -= 1;
+        }
+        (q, sec - q * self.seconds)
+    }
+
+    /// Adds second `sec`'s bucket to `sums`. Failures and slow counts are read before the
+    /// call count: every call is counted before it is counted as failed or slow, so a
+    /// reader delayed between two loads can under-state a ratio, never over-state it.
+    #[inline]
+    fn add_bucket(&self, sums: &mut Sums, gen_tag: u64, sec: u64, order: Ordering) {
+        let (tag, b) = self.locate(gen_tag, sec);
+        let read = |w: &AtomicU64| {
+            let v = w.load(order);
+            if v >> VALUE_BITS == tag {
+                v & VALUE_MASK
+            } else {
+                0
+            }
+        };
+        for i in (FAILURES..self.stride).rev() {
+            sums.0[i] += read(&b[i]);
+        }
+        sums.0[TOTAL] += read(&b[TOTAL]);
+    }
+
+    /// Sums the seconds of the window ending at `sec` that exist (the clock starts at
+    /// zero): the finished ones, and the current one if `current`.
+    fn scan(&self, gen_tag: u64, sec: u64, current: bool, order: Ordering) -> Sums {
+        let mut sums = Sums::default();
+        for s in (sec + 1).saturating_sub(self.seconds)..sec {
+            self.add_bucket(&mut sums, gen_tag, s, order);
+        }
+        if current {
+            self.add_bucket(&mut sums, gen_tag, sec, order);
+        }
+        sums
+    }
+
+    /// The cache does not hold the finished seconds of the window ending at `sec`:
+    /// rebuild it, unless another thread is doing so (then sum every bucket instead).
+    ///
+    /// Only one thread builds at a time (the one that moved the key to `BUILDING`); it
+    /// alone moves the key out of `BUILDING`, so two builders never write the cache at
+    /// once.
+    #[cold]
+    fn rebuild(&self, gen_tag: u64, sec: u64) -> Sums {
+        let body = (gen_tag << KEY_SECOND_BITS) | (sec & KEY_SECOND_MASK);
+        let k = self.key.load(Ordering::SeqCst);
+        let building = key(BUILDING, key_version(k) + 1, body);
+        if key_state(k) == BUILDING
+            || self
+                .key
+                .compare_exchange(k, building, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+        {
+            return self.scan(gen_tag, sec, true, Ordering::Acquire);
+        }
+        // Readers that see one of the stores below see the key change first (seqlock).
+        fence(Ordering::Release);
+        // SeqCst loads pair with the writers' SeqCst update-then-check (see `record`):
+        // a late write into a finished second is either seen here or invalidates the key.
+        let past = self.scan(gen_tag, sec, false, Ordering::SeqCst);
+        for (slot, v) in self.cache.iter().zip(past.0) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        // Publish, unless a late write invalidated the build meanwhile (it bumped the
+        // version): then leave the cache invalid for the next reader to rebuild.
+        let mut cur = building;
+        loop {
+            let next = if cur == building {
+                key(VALID, key_version(building), body)
+            } else {
+                key(INVALID, key_version(cur), 0)
+            };
+            match self
+                .key
+                .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        let mut sums = past;
+        self.add_bucket(&mut sums, gen_tag, sec, Ordering::Acquire);
+        sums
+    }
+
+    /// A call was recorded into second `sec` after the cache of a later second was built
+    /// or started: drop that cache (a build in progress is told by a version bump).
+    #[cold]
+    fn invalidate(&self, mut k: u64, sec: u64) {
+        loop {
+            let next = match key_state(k) {
+                _ if key_second(k) <= sec => return,
+                INVALID => return,
+                BUILDING => key(BUILDING, key_version(k) + 1, k & KEY_BODY_MASK),
+                _ => key(INVALID, key_version(k), 0),
+            };
+            match self
+                .key
+                .compare_exchange_weak(k, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return,
+                Err(actual) => k = actual,
+            }
+        }
+    }
+
+    fn to_metric(&self, sums: &Sums) -> Metric {
+        let total = sums.0[TOTAL];
+        let mut m = Metric::totals(
+            total,
+            sums.0[FAILURES].min(total),
+            match sums.0[MICROS] {
+                0 => Duration::ZERO,
+                micros => Duration::from_micros(micros),
+            },
+        );
+        for (i, &(_, t)) in self.thresholds.iter().enumerate() {
+            m.push_slow(t, sums.0[BASE_WORDS + i].min(total));
+        }
+        m
     }
 }
 
@@ -100,32 +294,61 @@ fn newer(a: u64, b: u64) -> bool {
     gen > 0 || (gen == 0 && (a.wrapping_sub(b) as u16 as i16) > 0)
 }
 
+/// Adds `n` to a bucket word of `tag` (a word of an older tag is restarted at zero).
+/// Returns false when the word already belongs to a newer tag: the write is dropped.
+/// SeqCst: see `record`.
+#[inline]
+fn add(word: &AtomicU64, tag: u64, n: u64) -> bool {
+    let mut cur = word.load(Ordering::Relaxed);
+    loop {
+        let ctag = cur >> VALUE_BITS;
+        let value = if ctag == tag {
+            cur & VALUE_MASK
+        } else if newer(ctag, tag) {
+            return false;
+        } else {
+            0
+        };
+        let next = (tag << VALUE_BITS) | (value.saturating_add(n) & VALUE_MASK);
+        match word.compare_exchange_weak(cur, next, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
 impl Window for TimeWindow {
     fn record(&self, generation: u32, now_nanos: u64, record: Record) {
         if self.words.is_empty() {
             return;
         }
         let sec = now_nanos / NANOS_PER_SEC;
-        let tag = self.tag(generation, sec);
-        let bucket = self.bucket(sec);
-        let add = |word: &AtomicU64, n: u64| {
-            tagged::update(word, tag, VALUE_BITS, newer, |v| v.saturating_add(n))
-        };
-        if !add(&bucket[0], 1) {
+        let gen_tag = self.gen_tag(generation);
+        let (tag, bucket) = self.locate(gen_tag, sec);
+        // Calls first, then failures and slow counts (see `add_bucket`).
+        if !add(&bucket[TOTAL], tag, 1) {
             return;
         }
         if record.failure {
-            add(&bucket[1], 1);
+            add(&bucket[FAILURES], tag, 1);
         }
-        let micros = (record.duration.as_nanos() + 500) / 1000;
-        if micros > 0 {
-            add(&bucket[2], u64::try_from(micros).unwrap_or(u64::MAX));
-        }
+        // 64-bit arithmetic: a 128-bit division is a library call.
         let nanos = u64::try_from(record.duration.as_nanos()).unwrap_or(u64::MAX);
+        let micros = nanos.saturating_add(500) / 1000;
+        if micros > 0 {
+            add(&bucket[MICROS], tag, micros);
+        }
         for (i, &(t, _)) in self.thresholds.iter().enumerate() {
             if nanos >= t {
-                add(&bucket[3 + i], 1);
+                add(&bucket[BASE_WORDS + i], tag, 1);
             }
+        }
+        // Dekker-style pairing with `rebuild`: our SeqCst updates come before this SeqCst
+        // load; the builder's SeqCst key change comes before its SeqCst scan. Either the
+        // scan sees our updates, or we see the cache of a later second and drop it.
+        let k = self.key.load(Ordering::SeqCst);
+        if key_second(k) > sec && key_state(k) != INVALID {
+            self.invalidate(k, sec);
         }
     }
 
@@ -133,29 +356,23 @@ impl Window for TimeWindow {
         if self.words.is_empty() {
             return Metric::default();
         }
-        let now_sec = now_nanos / NANOS_PER_SEC;
-        let (mut total, mut fail, mut micros) = (0u64, 0u64, 0u64);
-        let mut slow = [0u64; crate::metric::MAX_SLOW_THRESHOLDS];
-        for back in 0..self.seconds.min(now_sec + 1) {
-            let sec = now_sec - back;
-            let tag = self.tag(generation, sec);
-            let b = self.bucket(sec);
-            let t = tagged::read(&b[0], tag, VALUE_BITS);
-            if t == 0 {
-                continue;
+        let sec = now_nanos / NANOS_PER_SEC;
+        let gen_tag = self.gen_tag(generation);
+        let body = (gen_tag << KEY_SECOND_BITS) | (sec & KEY_SECOND_MASK);
+        let k = self.key.load(Ordering::Acquire);
+        if key_state(k) == VALID && k & KEY_BODY_MASK == body {
+            let mut sums = Sums::default();
+            for (v, slot) in sums.0.iter_mut().zip(self.cache.iter()) {
+                *v = slot.load(Ordering::Relaxed);
             }
-            total += t;
-            fail += tagged::read(&b[1], tag, VALUE_BITS);
-            micros += tagged::read(&b[2], tag, VALUE_BITS);
-            for (i, s) in slow.iter_mut().enumerate().take(self.thresholds.len()) {
-                *s += tagged::read(&b[3 + i], tag, VALUE_BITS);
+            fence(Ordering::Acquire);
+            if self.key.load(Ordering::Relaxed) == k {
+                self.add_bucket(&mut sums, gen_tag, sec, Ordering::Acquire);
+                return self.to_metric(&sums);
             }
         }
-        let mut m = Metric::new(total, fail.min(total), Duration::from_micros(micros), &[]);
-        for (i, &(_, t)) in self.thresholds.iter().enumerate() {
-            m.push_slow(t, slow[i].min(total));
-        }
-        m
+        let sums = self.rebuild(gen_tag, sec);
+        self.to_metric(&sums)
     }
 
     fn reset(&self) {
@@ -165,6 +382,7 @@ impl Window for TimeWindow {
     fn set_slow_thresholds(&mut self, thresholds: &[Duration]) {
         self.thresholds = thresholds
             .iter()
+            .take(MAX_SLOW_THRESHOLDS)
             .map(|t| (u64::try_from(t.as_nanos()).unwrap_or(u64::MAX), *t))
             .collect();
         if self.seconds > 0 {
@@ -187,5 +405,142 @@ impl Window for TimeWindow {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::thread;
+
+    const SEC: u64 = NANOS_PER_SEC;
+
+    /// The window as a list of (generation, second, record), summed naively.
+    #[derive(Default)]
+    struct Model(Vec<(u32, u64, Record)>);
+
+    impl Model {
+        fn metric(&self, span: u64, thresholds: &[Duration], generation: u32, now: u64) -> Metric {
+            let sec = now / SEC;
+            let live =
+                |&&(g, s, _): &&(u32, u64, Record)| g == generation && s <= sec && s + span > sec;
+            let calls: Vec<_> = self.0.iter().filter(live).map(|e| e.2).collect();
+            let total = calls.len() as u64;
+            let fail = calls.iter().filter(|r| r.failure).count() as u64;
+            let micros: u128 = calls
+                .iter()
+                .map(|r| (r.duration.as_nanos() + 500) / 1000)
+                .sum();
+            let slow: Vec<_> = thresholds
+                .iter()
+                .map(|&t| (t, calls.iter().filter(|r| r.duration >= t).count() as u64))
+                .collect();
+            Metric::new(total, fail, Duration::from_micros(micros as u64), &slow)
+        }
+    }
+
+    #[test]
+    fn w2_cached_sums_match_a_naive_window() {
+        let thresholds = [Duration::from_millis(5), Duration::from_millis(50)];
+        for seed in 0..40 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let span = rng.u64(1..=8);
+            let mut w = TimeWindow::new(Duration::from_secs(span));
+            w.set_slow_thresholds(&thresholds);
+            let mut model = Model::default();
+            let (mut now, mut generation) = (0u64, 0u32);
+            for _ in 0..400 {
+                match rng.u8(0..20) {
+                    // time moves on, sometimes by more than the window
+                    0..=3 => now += rng.u64(0..3 * SEC),
+                    4 => now += rng.u64(0..(span + 2) * SEC),
+                    5 => generation += 1,
+                    op => {
+                        let r = Record {
+                            failure: rng.bool(),
+                            duration: Duration::from_micros(rng.u64(0..100_000)),
+                        };
+                        // sometimes a caller whose clock read is up to a second behind
+                        // (preempted across a second boundary)
+                        let at = if op == 6 {
+                            now.saturating_sub(rng.u64(0..SEC))
+                        } else {
+                            now
+                        };
+                        w.record(generation, at, r);
+                        model.0.push((generation, at / SEC, r));
+                    }
+                }
+                assert_eq!(
+                    w.metric(generation, now),
+                    model.metric(span, &thresholds, generation, now),
+                    "seed {seed}, now {now}, generation {generation}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn divmod_by_multiplication_is_exact() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut spans: Vec<u64> = (1..=70).chain([86_399, 86_400]).collect();
+        spans.extend((0..50).map(|_| rng.u64(1..=86_400)));
+        let max = u64::MAX / NANOS_PER_SEC;
+        for seconds in spans {
+            let w = TimeWindow::new(Duration::from_secs(seconds));
+            let mut secs = vec![0, 1, seconds - 1, seconds, seconds + 1, max];
+            secs.extend((0..200).map(|_| rng.u64(0..=max)));
+            for sec in secs {
+                assert_eq!(
+                    w.divmod(sec),
+                    (sec / seconds, sec % seconds),
+                    "{sec} / {seconds}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn w2_a_late_write_into_a_finished_second_invalidates_the_cache() {
+        let w = TimeWindow::new(Duration::from_secs(10));
+        w.record(0, 4 * SEC, Record::success(Duration::ZERO));
+        assert_eq!(w.metric(0, 5 * SEC).total_count, 1); // cache of second 5 built
+        w.record(0, 4 * SEC + 1, Record::failure(Duration::ZERO)); // preempted writer
+        let m = w.metric(0, 5 * SEC);
+        assert_eq!((m.total_count, m.failure_count), (2, 1));
+        assert_eq!(w.metric(0, 13 * SEC).total_count, 2);
+        assert_eq!(w.metric(0, 14 * SEC).total_count, 0);
+    }
+
+    #[test]
+    fn sm17_writers_racing_a_second_boundary_lose_no_record() {
+        // Writers record into second 0 while readers keep rebuilding the cache of
+        // second 1: every record of second 0 must be in the sums of second 1.
+        const THREADS: u64 = 4;
+        const CALLS: u64 = 20_000;
+        for round in 0..20u32 {
+            let w = Arc::new(TimeWindow::new(Duration::from_secs(60)));
+            let handles: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let w = w.clone();
+                    thread::spawn(move || {
+                        for i in 0..CALLS {
+                            if t == 0 && i % 16 == 0 {
+                                // a reader of the next second (re)builds its cache
+                                let _ = w.metric(round, SEC + i);
+                            }
+                            w.record(round, SEC - 1, Record::failure(Duration::ZERO));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            let m = w.metric(round, SEC + 5);
+            assert_eq!(m.total_count, THREADS * CALLS, "round {round}");
+            assert_eq!(m.failure_count, THREADS * CALLS, "round {round}");
+        }
     }
 }
