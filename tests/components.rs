@@ -601,3 +601,46 @@ fn no_panic_on_extreme_inputs() {
     let _ = ok(&cb);
     let _ = cb.info();
 }
+
+#[test]
+fn w2_time_window_records_of_old_generations_never_come_back() {
+    let w = TimeWindow::new(Duration::from_secs(60));
+    w.record(3, 5 * NS_PER_SEC, Record::failure(MS));
+    assert_eq!(w.metric(3, 10 * NS_PER_SEC).total_count, 1);
+    for later in [4u32, 3 + 256, 3 + 512, 3 + 65_536, 3 + (1 << 24)] {
+        assert_eq!(
+            w.metric(later, 10 * NS_PER_SEC).total_count,
+            0,
+            "generation {later}"
+        );
+    }
+}
+
+#[test]
+fn w2_sm14_a_flapping_breaker_keeps_its_time_window_empty_on_every_entry() {
+    // Every failed probe is two transitions (open → half_open → open): 300 probes in one
+    // second move the epoch by 600, past any short wrap of a generation tag.
+    let clock = ManualClock::new();
+    let cb = CircuitBreaker::builder("flap")
+        .window(TimeWindow::new(Duration::from_secs(60)))
+        .tripper(FailureStreak::new(1))
+        .retry(Always)
+        .permit(permits::All)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    clock.advance(10 * SEC);
+    let _ = fail(&cb);
+    for probe in 0..300 {
+        if probe == 1 {
+            // later probes land in another second's bucket; the first one's stays put
+            clock.advance(10 * SEC);
+        }
+        let ticket = cb.admit().unwrap(); // open -> half_open: a new, empty window
+        let info = cb.info();
+        assert_eq!(info.state, State::HalfOpen, "probe {probe}");
+        assert_eq!(info.metric.total_count, 0, "probe {probe}");
+        ticket.failure(); // half_open -> open
+        assert_eq!(cb.state(), State::Open);
+    }
+}

@@ -16,11 +16,12 @@ const TOTAL: usize = 0;
 const FAILURES: usize = 1;
 const MICROS: usize = 2;
 
-// The cache key: state (2 bits) | version (14) | generation tag (8) | second (40).
-const KEY_SECOND_BITS: u32 = 40;
+// The cache key: state (2 bits) | version (14) | generation (16) | second (32).
+const KEY_SECOND_BITS: u32 = 32;
 const KEY_SECOND_MASK: u64 = (1 << KEY_SECOND_BITS) - 1;
-const KEY_BODY_MASK: u64 = (1 << (KEY_SECOND_BITS + 8)) - 1;
-const KEY_VERSION_SHIFT: u32 = KEY_SECOND_BITS + 8;
+const KEY_GEN_BITS: u32 = 16;
+const KEY_BODY_MASK: u64 = (1 << (KEY_SECOND_BITS + KEY_GEN_BITS)) - 1;
+const KEY_VERSION_SHIFT: u32 = KEY_SECOND_BITS + KEY_GEN_BITS;
 const KEY_VERSION_MASK: u64 = (1 << 14) - 1;
 const KEY_STATE_SHIFT: u32 = 62;
 const INVALID: u64 = 0;
@@ -139,22 +140,32 @@ impl TimeWindow {
         self.magic = (1u128 << 64).div_ceil(u128::from(self.seconds));
     }
 
-    /// The generation's 8-bit tag.
+    /// The generation, moved on by `reset`.
     #[inline]
     fn gen_tag(&self, generation: u32) -> u64 {
-        u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed))) & 0xFF
+        u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed)))
     }
 
-    /// Second `sec`'s bucket and its tag in a generation: 8 bits of generation, 16 of
-    /// lap number (`sec / d`).
+    /// Second `sec`'s bucket and its tag in a generation: the low 8 bits of the
+    /// generation, then 16 bits of `lap + generation / 256` (lap = `sec / d`). Adding the
+    /// generation's high bits to the lap keeps a record from 256 generations ago from
+    /// matching: its lap field is then one behind for the same second, and a bucket can
+    /// only hold a lap of the past. Two tags can meet again only after 65 536 laps with
+    /// no write to that bucket.
     #[inline]
     fn locate(&self, gen_tag: u64, sec: u64) -> (u64, &[AtomicU64]) {
         let (lap, index) = self.divmod(sec);
         let i = index as usize * self.stride;
         (
-            (gen_tag << 16) | (lap & 0xFFFF),
+            ((gen_tag & 0xFF) << 16) | (lap.wrapping_add(gen_tag >> 8) & 0xFFFF),
             &self.words[i..i + self.stride],
         )
+    }
+
+    /// The cache key's body for the window ending at `sec` in a generation.
+    #[inline]
+    fn key_body(gen_tag: u64, sec: u64) -> u64 {
+        ((gen_tag & ((1 << KEY_GEN_BITS) - 1)) << KEY_SECOND_BITS) | (sec & KEY_SECOND_MASK)
     }
 
     /// `(sec / d, sec % d)` by a multiplication (a 64-bit division costs more than the
@@ -209,7 +220,7 @@ impl TimeWindow {
     /// once.
     #[cold]
     fn rebuild(&self, gen_tag: u64, sec: u64) -> Sums {
-        let body = (gen_tag << KEY_SECOND_BITS) | (sec & KEY_SECOND_MASK);
+        let body = Self::key_body(gen_tag, sec);
         let k = self.key.load(Ordering::SeqCst);
         let building = key(BUILDING, key_version(k) + 1, body);
         if key_state(k) == BUILDING
@@ -358,7 +369,7 @@ impl Window for TimeWindow {
         }
         let sec = now_nanos / NANOS_PER_SEC;
         let gen_tag = self.gen_tag(generation);
-        let body = (gen_tag << KEY_SECOND_BITS) | (sec & KEY_SECOND_MASK);
+        let body = Self::key_body(gen_tag, sec);
         let k = self.key.load(Ordering::Acquire);
         if key_state(k) == VALID && k & KEY_BODY_MASK == body {
             let mut sums = Sums::default();
