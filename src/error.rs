@@ -367,6 +367,26 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl ConfigError {
+    /// Checks that a duration parameter is greater than zero.
+    pub(crate) fn positive(
+        component: &'static str,
+        parameter: &'static str,
+        d: Duration,
+    ) -> Result<(), ConfigError> {
+        if d.is_zero() {
+            Err(ConfigError::new(
+                component,
+                parameter,
+                format_args!("{d:?}"),
+                "greater than zero",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl std::error::Error for ConfigError {}
 
 #[cfg(test)]

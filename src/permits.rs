@@ -162,14 +162,6 @@ impl Permit for RampUp {
                 "at least initial",
             ));
         }
-        if self.duration.is_zero() {
-            return Err(ConfigError::new(
-                "RampUp",
-                "duration",
-                format_args!("{:?}", self.duration),
-                "greater than zero",
-            ));
-        }
-        Ok(())
+        ConfigError::positive("RampUp", "duration", self.duration)
     }
 }

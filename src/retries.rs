@@ -195,14 +195,7 @@ impl Retry for Cooldown {
         Some(apply_jitter(self.duration, self.jitter, ctx.seed))
     }
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.duration.is_zero() {
-            return Err(ConfigError::new(
-                "Cooldown",
-                "duration",
-                format_args!("{:?}", self.duration),
-                "greater than zero",
-            ));
-        }
+        ConfigError::positive("Cooldown", "duration", self.duration)?;
         check_jitter("Cooldown", self.jitter)
     }
 }
@@ -287,14 +280,7 @@ impl Retry for Backoff {
         Some(apply_jitter(base, self.jitter, ctx.seed).min(self.max))
     }
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.initial.is_zero() {
-            return Err(ConfigError::new(
-                "Backoff",
-                "initial",
-                format_args!("{:?}", self.initial),
-                "greater than zero",
-            ));
-        }
+        ConfigError::positive("Backoff", "initial", self.initial)?;
         if !(self.multiplier > 1.0 && self.multiplier.is_finite()) {
             return Err(ConfigError::new(
                 "Backoff",

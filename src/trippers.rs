@@ -159,23 +159,6 @@ fn check_ratio(component: &'static str, r: f64) -> Result<(), ConfigError> {
     }
 }
 
-fn check_positive(
-    component: &'static str,
-    parameter: &'static str,
-    d: Duration,
-) -> Result<(), ConfigError> {
-    if d.is_zero() {
-        Err(ConfigError::new(
-            component,
-            parameter,
-            format_args!("{d:?}"),
-            "greater than zero",
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 /// Failures / total ≥ `ratio`, with at least one call (TR-4); ratio in (0, 1].
 ///
 /// ```
@@ -235,7 +218,7 @@ impl Tripper for AvgLatency {
         ctx.metric.avg_duration().is_some_and(|avg| avg >= self.0)
     }
     fn validate(&self) -> Result<(), ConfigError> {
-        check_positive("AvgLatency", "threshold", self.0)
+        ConfigError::positive("AvgLatency", "threshold", self.0)
     }
     fn needs_durations(&self) -> bool {
         true
@@ -277,7 +260,7 @@ impl Tripper for SlowRate {
     }
     fn validate(&self) -> Result<(), ConfigError> {
         check_ratio("SlowRate", self.ratio)?;
-        check_positive("SlowRate", "threshold", self.threshold)
+        ConfigError::positive("SlowRate", "threshold", self.threshold)
     }
     fn slow_thresholds(&self, out: &mut Vec<Duration>) {
         if !out.contains(&self.threshold) {

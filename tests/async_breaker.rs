@@ -37,8 +37,6 @@ fn half_open_breaker(max: usize) -> AsyncCircuitBreaker {
         .max_half_open_calls(max)
         .build()
         .unwrap();
-    cb.force_open();
-    cb.reset();
     // open it, then let the next admission move it to half_open
     let t = cb.admit().unwrap();
     t.failure();
@@ -290,6 +288,36 @@ impl std::future::Future for YieldOnce {
     }
 }
 
+/// 16 tasks of `calls` calls each; every `fail_every`-th call fails. With `commands`,
+/// task 0 calls `metrics_only()` every 1000 calls.
+async fn run_tasks(cb: &AsyncCircuitBreaker, calls: u32, fail_every: u32, commands: bool) {
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let cb = cb.clone();
+            tokio::spawn(async move {
+                for i in 0..calls {
+                    if commands && t == 0 && i % 1000 == 0 {
+                        cb.metrics_only();
+                    }
+                    let _ = cb
+                        .call(|| async move {
+                            tokio::task::yield_now().await;
+                            if i % fail_every == 0 {
+                                Err(boom())
+                            } else {
+                                Ok(())
+                            }
+                        })
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_tasks_lose_no_record_and_keep_signal_order() {
     let rec = Recorder::default();
@@ -298,60 +326,17 @@ async fn many_tasks_lose_no_record_and_keep_signal_order() {
         .listener(rec.listener())
         .build()
         .unwrap();
-    let tasks: Vec<_> = (0..16)
-        .map(|t| {
-            let cb = cb.clone();
-            tokio::spawn(async move {
-                for i in 0..10_000u32 {
-                    if t == 0 && i % 1000 == 0 {
-                        cb.metrics_only();
-                    }
-                    let _ = cb
-                        .call(|| async move {
-                            tokio::task::yield_now().await;
-                            if i % 3 == 0 {
-                                Err(boom())
-                            } else {
-                                Ok(())
-                            }
-                        })
-                        .await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    // the last metrics_only cleared the window; count from a fresh epoch
+    // 16 tasks × 10 000 calls, one in three failing, while one task keeps moving the
+    // breaker to metrics_only (closed → metrics_only, then metrics_only → metrics_only).
+    run_tasks(&cb, 10_000, 3, true).await;
     let signals = rec.signals();
     assert_eq!(signals.len(), 10);
     for pair in signals.windows(2) {
         assert_eq!(pair[0].new_state, pair[1].old_state);
     }
+    // a fresh epoch, then 16 × 5 000 calls, one in two failing: every record counted
     cb.metrics_only();
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let cb = cb.clone();
-            tokio::spawn(async move {
-                for i in 0..5_000u32 {
-                    let _ = cb
-                        .call(|| async move {
-                            tokio::task::yield_now().await;
-                            if i % 2 == 0 {
-                                Err(boom())
-                            } else {
-                                Ok(())
-                            }
-                        })
-                        .await;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    run_tasks(&cb, 5_000, 2, false).await;
     let m = cb.info().metric;
     assert_eq!(m.total_count, 80_000);
     assert_eq!(m.failure_count, 40_000);

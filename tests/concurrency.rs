@@ -4,7 +4,7 @@
 mod support;
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -206,7 +206,6 @@ fn sm18_listener_calling_info_and_reset_from_many_threads_does_not_deadlock() {
         .build()
         .unwrap();
     *cell.lock().unwrap() = Some(cb.clone());
-    let done = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     for _ in 0..4 {
         let (cb, tx) = (cb.clone(), tx.clone());
@@ -222,7 +221,6 @@ fn sm18_listener_calling_info_and_reset_from_many_threads_does_not_deadlock() {
         rx.recv_timeout(Duration::from_secs(120))
             .expect("threads finished (no deadlock)");
     }
-    done.store(true, Ordering::Relaxed);
     assert!(resets.load(Ordering::Relaxed) > 0);
     assert_eq!(cb.state(), State::Closed);
 }
