@@ -3,11 +3,15 @@
 //! service) are thin wrappers around [`Core::admit`] and [`Ticket`].
 //!
 //! Invariants:
-//! - `word` packs the state and a 32-bit epoch; every transition stores a new epoch, so a
-//!   ticket knows whether the state it was admitted in still holds (SM-17).
-//! - Windows and the failure streak tag their words with the epoch, so a transition
-//!   empties them without touching them, and a late writer can never write into the new
-//!   epoch.
+//! - `word` packs the state and a 61-bit epoch; every transition stores a new epoch, so a
+//!   ticket knows whether the state it was admitted in still holds (SM-17). At one
+//!   transition per nanosecond the epoch would wrap after 73 years.
+//! - Windows tag their words with the epoch, so a transition empties them without
+//!   touching them (the window is told of each new epoch first, see `Window::advance`,
+//!   R-1). The failure streak and the half-open slots carry the epoch's low 32 bits and are
+//!   rewritten by every transition, so a word with another tag always means "a transition
+//!   happened since": a late writer drops its write, and a slot taken in an earlier
+//!   half-open period is never given back to a later one (R-7).
 //! - Transitions are serialised by one mutex that the hot path never takes; `changed` is
 //!   written before `word` (release), so a reader that sees an epoch sees its time.
 //! - Signals are queued under that mutex and delivered by whichever thread drains the
@@ -25,7 +29,7 @@ use crate::permits::Permit;
 use crate::retries::{Retry, RetryContext};
 use crate::trackers::Tracker;
 use crate::trippers::{TripContext, Tripper};
-use crate::windows::{tagged, Window};
+use crate::windows::Window;
 use crate::{CallNotPermitted, Metric, Record, Signal, State};
 
 mod ticket;
@@ -33,8 +37,10 @@ pub use ticket::{Outcome, Ticket};
 
 const STATE_BITS: u32 = 3;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
-const CHANGED_BITS: u32 = 48;
-const STREAK_BITS: u32 = 48;
+const EPOCH_MASK: u64 = u64::MAX >> STATE_BITS;
+/// The streak and the half-open slots: the epoch's low 32 bits, then a 32-bit count.
+const COUNT_BITS: u32 = 32;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 #[inline]
 pub(crate) fn state_of(word: u64) -> State {
@@ -42,23 +48,32 @@ pub(crate) fn state_of(word: u64) -> State {
 }
 
 #[inline]
-pub(crate) fn epoch_of(word: u64) -> u32 {
-    (word >> STATE_BITS) as u32
+pub(crate) fn epoch_of(word: u64) -> u64 {
+    word >> STATE_BITS
 }
 
 #[inline]
-fn pack(state: State, epoch: u32) -> u64 {
-    (u64::from(epoch) << STATE_BITS) | state as u64
+fn pack(state: State, epoch: u64) -> u64 {
+    ((epoch & EPOCH_MASK) << STATE_BITS) | state as u64
 }
 
+/// A streak or slot word of `epoch` holding `count`.
 #[inline]
-fn tag16(epoch: u32) -> u64 {
-    u64::from(epoch & 0xFFFF)
+fn counted(epoch: u64, count: u64) -> u64 {
+    ((epoch & COUNT_MASK) << COUNT_BITS) | (count & COUNT_MASK)
 }
 
+/// The count of a streak or slot word if it belongs to `epoch`.
 #[inline]
-fn newer16(a: u64, b: u64) -> bool {
-    (a.wrapping_sub(b) as u16 as i16) > 0
+fn count_in(word: u64, epoch: u64) -> Option<u64> {
+    (word >> COUNT_BITS == epoch & COUNT_MASK).then_some(word & COUNT_MASK)
+}
+
+/// A jitter seed from the operating system's randomness (std's `RandomState` keys), new
+/// for each open period (R-4).
+fn fresh_seed(epoch: u64) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(epoch)
 }
 
 /// Something that runs after the sync listeners for each signal (the async face uses it
@@ -115,9 +130,14 @@ pub(crate) struct Parts {
 /// The shared state machine (crate-internal; unnameable outside).
 pub struct Core {
     word: AtomicU64,
+    /// Tracked failures in a row, as `counted(epoch, n)`.
     streak: AtomicU64,
-    half_open_in_flight: AtomicU32,
+    /// Half-open calls in flight, as `counted(epoch, n)` of the half-open period.
+    half_open: AtomicU64,
+    /// Monotonic time of the last transition, written before `word`.
     changed: AtomicU64,
+    /// The jitter seed of the current open period.
+    seed: AtomicU64,
     reopens: AtomicU32,
     name: Arc<str>,
     rejection: RejectionName,
@@ -152,9 +172,10 @@ impl Core {
         let notifies = !p.listeners.is_empty() || p.hook.is_some();
         Core {
             word: AtomicU64::new(pack(State::Closed, 0)),
-            streak: AtomicU64::new(0),
-            half_open_in_flight: AtomicU32::new(0),
-            changed: AtomicU64::new(Self::pack_changed(0, now)),
+            streak: AtomicU64::new(counted(0, 0)),
+            half_open: AtomicU64::new(counted(0, 0)),
+            changed: AtomicU64::new(now),
+            seed: AtomicU64::new(fresh_seed(0)),
             reopens: AtomicU32::new(0),
             rejection: RejectionName::new(&p.name),
             name: p.name,
@@ -178,20 +199,12 @@ impl Core {
         }
     }
 
-    fn pack_changed(epoch: u32, now_nanos: u64) -> u64 {
-        (tag16(epoch) << CHANGED_BITS) | ((now_nanos / 1000) & ((1 << CHANGED_BITS) - 1))
-    }
-
-    /// Time since the transition that produced `word`; zero while that transition is
-    /// still being written (it just happened).
-    fn since_change(&self, word: u64, now: u64) -> Duration {
-        let changed = self.changed.load(Ordering::Acquire);
-        if changed >> CHANGED_BITS != tag16(epoch_of(word)) {
-            return Duration::ZERO;
-        }
-        let at_micros = changed & ((1 << CHANGED_BITS) - 1);
-        let now_micros = (now / 1000) & ((1 << CHANGED_BITS) - 1);
-        Duration::from_micros(now_micros.wrapping_sub(at_micros) & ((1 << CHANGED_BITS) - 1))
+    /// Time since the last transition, zero when the clock reads earlier than it (a
+    /// clock that stepped back). `changed` is written before the state word, so a caller
+    /// that saw a state sees at least that state's time; if a later transition already
+    /// wrote its own, the answer is shorter, which only delays a probe.
+    fn since_change(&self, now: u64) -> Duration {
+        Duration::from_nanos(now.saturating_sub(self.changed.load(Ordering::Acquire)))
     }
 
     pub(crate) fn name(&self) -> &Arc<str> {
@@ -216,13 +229,9 @@ impl Core {
         self.rejection.reject(state, retry_after)
     }
 
-    fn retry_context(&self, word: u64, now: u64) -> RetryContext {
-        let seed = self.changed.load(Ordering::Relaxed);
-        RetryContext::new(
-            self.since_change(word, now),
-            self.reopens.load(Ordering::Acquire),
-        )
-        .with_seed(seed)
+    fn retry_context(&self, now: u64) -> RetryContext {
+        RetryContext::new(self.since_change(now), self.reopens.load(Ordering::Acquire))
+            .with_seed(self.seed.load(Ordering::Acquire))
     }
 
     /// Phase one: may a call run now? (SM-6 … SM-12)
@@ -279,7 +288,7 @@ impl Core {
                 State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
                 State::Open => {
                     let now = self.clock.now_nanos();
-                    let ctx = self.retry_context(word, now);
+                    let ctx = self.retry_context(now);
                     if self.retry.should_retry(&ctx) {
                         // SM-7: the move is lazy and the same call goes on as half-open.
                         self.transition(Some(word), State::HalfOpen, true);
@@ -288,15 +297,20 @@ impl Core {
                     return Err(self.reject(State::Open, self.retry.retry_after(&ctx)));
                 }
                 State::HalfOpen => {
-                    // SM-8: a slot first, then the permit.
-                    let taken = self.half_open_in_flight.fetch_add(1, Ordering::AcqRel);
-                    if taken >= self.max_half_open_calls {
-                        self.half_open_in_flight.fetch_sub(1, Ordering::AcqRel);
-                        return Err(self.reject(State::HalfOpen, None));
+                    // SM-8: a slot of this half-open period first, then the permit.
+                    match self.take_slot(epoch_of(word)) {
+                        Some(true) => {}
+                        Some(false) => return Err(self.reject(State::HalfOpen, None)),
+                        None => continue, // the period is over: look again
                     }
+                    let adm = Admission {
+                        word,
+                        start: 0,
+                        slot: true,
+                    };
                     let now = self.clock.now_nanos();
-                    if !self.permit.permit(self.since_change(word, now)) {
-                        self.half_open_in_flight.fetch_sub(1, Ordering::AcqRel);
+                    if !self.permit.permit(self.since_change(now)) {
+                        self.release(&adm);
                         return Err(self.reject(State::HalfOpen, None));
                     }
                     return Ok(Admission {
@@ -309,11 +323,54 @@ impl Core {
         }
     }
 
-    /// Releases what an admission holds; called exactly once per admission.
+    /// Takes a half-open slot of the period of `epoch`: `Some(false)` when all are taken,
+    /// `None` when that period is over. The count never exceeds the limit, not even for
+    /// a moment.
+    fn take_slot(&self, epoch: u64) -> Option<bool> {
+        let mut cur = self.half_open.load(Ordering::Acquire);
+        loop {
+            let n = count_in(cur, epoch)?;
+            if n >= u64::from(self.max_half_open_calls) {
+                return Some(false);
+            }
+            match self.half_open.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(true),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Releases what an admission holds; called exactly once per admission. A slot of a
+    /// half-open period that is over is not given back: the new period started with all
+    /// of its slots free (R-7).
     #[inline]
     pub(crate) fn release(&self, adm: &Admission) {
         if adm.slot {
-            self.half_open_in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.release_slot(epoch_of(adm.word));
+        }
+    }
+
+    #[inline(never)]
+    fn release_slot(&self, epoch: u64) {
+        let mut cur = self.half_open.load(Ordering::Acquire);
+        while let Some(n) = count_in(cur, epoch) {
+            if n == 0 {
+                return;
+            }
+            match self.half_open.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
         }
     }
 
@@ -344,20 +401,7 @@ impl Core {
         };
         let epoch = epoch_of(adm.word);
         self.window.record(epoch, now, Record { failure, duration });
-        let tag = tag16(epoch);
-        let streak = if failure {
-            let mut streak = 0;
-            tagged::update(&self.streak, tag, STREAK_BITS, newer16, |v| {
-                streak = v + 1;
-                v + 1
-            });
-            streak
-        } else {
-            if tagged::read(&self.streak, tag, STREAK_BITS) != 0 {
-                tagged::update(&self.streak, tag, STREAK_BITS, newer16, |_| 0);
-            }
-            0
-        };
+        let streak = self.count_streak(epoch, failure);
         if !matches!(state, State::Closed | State::HalfOpen) {
             return;
         }
@@ -377,6 +421,31 @@ impl Core {
         }
     }
 
+    /// Extends (failure) or ends (success) the streak of `epoch` and returns it. A streak
+    /// word of another epoch means a transition happened since: nothing is written.
+    #[inline]
+    fn count_streak(&self, epoch: u64, failure: bool) -> u64 {
+        let mut cur = self.streak.load(Ordering::Acquire);
+        loop {
+            let Some(n) = count_in(cur, epoch) else {
+                return 0;
+            };
+            let next = if failure { (n + 1).min(COUNT_MASK) } else { 0 };
+            if next == n {
+                return n;
+            }
+            match self.streak.compare_exchange_weak(
+                cur,
+                counted(epoch, next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
     pub(crate) fn tracks(&self, error: &(dyn std::error::Error + 'static)) -> bool {
         self.tracker.track(error)
     }
@@ -390,7 +459,7 @@ impl Core {
             return false;
         }
         let from = state_of(current);
-        let epoch = epoch_of(current).wrapping_add(1);
+        let epoch = epoch_of(current).wrapping_add(1) & EPOCH_MASK;
         let now = self.clock.now_nanos();
         let wall = self.clock.wall();
         let reopens = match (from, to) {
@@ -401,8 +470,14 @@ impl Core {
             _ => self.reopens.load(Ordering::Relaxed),
         };
         self.reopens.store(reopens, Ordering::Release);
-        self.changed
-            .store(Self::pack_changed(epoch, now), Ordering::Release);
+        // Everything of the new epoch is in place before the state word publishes it.
+        self.window.advance(epoch);
+        self.streak.store(counted(epoch, 0), Ordering::Release);
+        self.half_open.store(counted(epoch, 0), Ordering::Release);
+        if to == State::Open {
+            self.seed.store(fresh_seed(epoch), Ordering::Release);
+        }
+        self.changed.store(now, Ordering::Release);
         self.word.store(pack(to, epoch), Ordering::Release);
         t.changed_wall = wall;
         let queued = notify && self.notifies;
@@ -460,12 +535,17 @@ impl Core {
             changed_at,
             reopens: self.reopens.load(Ordering::Acquire),
             metric: self.window.metric(epoch, now),
-            consecutive_failures: tagged::read(&self.streak, tag16(epoch), STREAK_BITS),
+            consecutive_failures: count_in(self.streak.load(Ordering::Acquire), epoch)
+                .unwrap_or(0),
         }
     }
 
     /// Half-open calls currently running.
     pub(crate) fn half_open_in_flight(&self) -> u32 {
-        self.half_open_in_flight.load(Ordering::Acquire)
+        let word = self.word.load(Ordering::Acquire);
+        if state_of(word) != State::HalfOpen {
+            return 0;
+        }
+        count_in(self.half_open.load(Ordering::Acquire), epoch_of(word)).unwrap_or(0) as u32
     }
 }

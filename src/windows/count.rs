@@ -1,7 +1,7 @@
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::tagged;
+use super::tagged::{self, Generations, Sweep};
 use super::Window;
 use crate::{ConfigError, Metric, Record};
 
@@ -41,7 +41,9 @@ pub const MAX_COUNT_WINDOW: usize = 1 << 22;
 pub struct CountWindow {
     size: usize,
     head: Padded,
-    base: AtomicU32,
+    /// Added to the breaker's generation; `reset` moves it on.
+    base: AtomicU64,
+    gens: Generations,
     counts: AtomicU64,
     duration: AtomicU64,
     slots: Box<[AtomicU64]>,
@@ -70,7 +72,8 @@ impl CountWindow {
         CountWindow {
             size,
             head: Padded::default(),
-            base: AtomicU32::new(0),
+            base: AtomicU64::new(0),
+            gens: Generations::default(),
             counts: AtomicU64::new(0),
             duration: AtomicU64::new(0),
             slots,
@@ -88,15 +91,40 @@ impl CountWindow {
         self.size
     }
 
+    /// The window's own generation for the breaker's `generation`.
     #[inline]
-    fn tag(&self, generation: u32) -> u64 {
-        u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed))) & 0xFFFF
+    fn effective(&self, generation: u64) -> u64 {
+        generation.wrapping_add(self.base.load(Ordering::Acquire))
+    }
+
+    /// Moves to generation `g` if it is new, sweeping stale words when due.
+    #[inline]
+    fn enter(&self, g: u64) {
+        match self.gens.advance(g, TAG_BITS) {
+            None | Some(Sweep::None) => {}
+            Some(sweep) => self.sweep(g, sweep == Sweep::All),
+        }
+    }
+
+    /// Zeroes every word whose tag is not `g`'s: no stale tag lives long enough to come
+    /// round again (see `tagged`).
+    #[cold]
+    fn sweep(&self, g: u64, all: bool) {
+        let tag = tagged::tag_of(g, TAG_BITS);
+        let live = |w: u64| !all && w >> VALUE_BITS == tag;
+        for slot in self.slots.iter() {
+            tagged::clear_unless(slot, |w| w & SLOT_VALID != 0 && live(w));
+        }
+        for word in [&self.counts, &self.duration].into_iter().chain(self.slow.iter()) {
+            tagged::clear_unless(word, live);
+        }
+        self.gens.swept(g);
     }
 
     /// Appends `record` to the ring, evicting the oldest record (the general case of
     /// `record`, out of line so that the common case stays small).
     #[inline(never)]
-    fn append(&self, tag: u64, record: Record) {
+    fn append(&self, g: u64, tag: u64, record: Record) {
         if self.slots.is_empty() {
             return;
         }
@@ -112,8 +140,8 @@ impl CountWindow {
         let slot = &self.slots[(pos % self.size as u64) as usize];
         let mut old = slot.load(Ordering::Acquire);
         loop {
-            if old & SLOT_VALID != 0 && newer(old >> VALUE_BITS, tag) {
-                // A later generation owns this slot: we are a late writer.
+            if old & SLOT_VALID != 0 && old >> VALUE_BITS != tag && self.gens.is_late(g) {
+                // A later generation exists: we are a late writer (SM-17).
                 return;
             }
             if old == new_slot {
@@ -128,10 +156,11 @@ impl CountWindow {
         let old_fail = evicted && old & SLOT_FAIL != 0;
         let old_dur = if evicted { old & SLOT_DUR_MAX } else { 0 };
 
+        let late = || self.gens.is_late(g);
         let d_total: i64 = if evicted { 0 } else { 1 };
         let d_fail: i64 = i64::from(record.failure) - i64::from(old_fail);
         if d_total != 0 || d_fail != 0 {
-            tagged::update(&self.counts, tag, VALUE_BITS, newer, |v| {
+            tagged::update(&self.counts, tag, VALUE_BITS, late, |v| {
                 let total = tagged::add_field(v & FIELD_MASK, d_total, FIELD_BITS);
                 let fail = tagged::add_field(v >> FIELD_BITS, d_fail, FIELD_BITS);
                 (fail << FIELD_BITS) | total
@@ -139,14 +168,14 @@ impl CountWindow {
         }
         if dur != old_dur {
             let d = dur as i64 - old_dur as i64;
-            tagged::update(&self.duration, tag, VALUE_BITS, newer, |v| {
+            tagged::update(&self.duration, tag, VALUE_BITS, late, |v| {
                 tagged::add_field(v, d, VALUE_BITS)
             });
         }
         for (i, &(t, _)) in self.thresholds.iter().enumerate() {
             let d = i64::from(dur >= t) - i64::from(evicted && old_dur >= t);
             if d != 0 {
-                tagged::update(&self.slow[i], tag, VALUE_BITS, newer, |v| {
+                tagged::update(&self.slow[i], tag, VALUE_BITS, late, |v| {
                     tagged::add_field(v, d, VALUE_BITS)
                 });
             }
@@ -179,19 +208,16 @@ impl CountWindow {
 }
 
 #[inline]
-fn newer(a: u64, b: u64) -> bool {
-    (a.wrapping_sub(b) as u16 as i16) > 0
-}
-
-#[inline]
 fn slot_valid_for(slot: u64, tag: u64) -> bool {
     slot & SLOT_VALID != 0 && slot >> VALUE_BITS == tag
 }
 
 impl Window for CountWindow {
     #[inline]
-    fn record(&self, generation: u32, _now_nanos: u64, record: Record) {
-        let tag = self.tag(generation);
+    fn record(&self, generation: u64, _now_nanos: u64, record: Record) {
+        let g = self.effective(generation);
+        self.enter(g);
+        let tag = tagged::tag_of(g, TAG_BITS);
         if record.duration.is_zero() && self.uniform(tag, record.failure) {
             // Every slot already holds this very record: appending it and evicting the
             // oldest leaves the window as it is, so nothing is written. A healthy
@@ -199,11 +225,13 @@ impl Window for CountWindow {
             // and threads calling one breaker do not fight over cache lines.
             return;
         }
-        self.append(tag, record);
+        self.append(g, tag, record);
     }
 
-    fn metric(&self, generation: u32, _now_nanos: u64) -> Metric {
-        let tag = self.tag(generation);
+    fn metric(&self, generation: u64, _now_nanos: u64) -> Metric {
+        let g = self.effective(generation);
+        self.enter(g);
+        let tag = tagged::tag_of(g, TAG_BITS);
         let counts = tagged::read(&self.counts, tag, VALUE_BITS);
         let size = self.size as u64;
         let total = tagged::field_value(counts & FIELD_MASK, FIELD_BITS).min(size);
@@ -222,8 +250,14 @@ impl Window for CountWindow {
     }
 
     fn reset(&self) {
-        // Moving every tag forward makes every word read as empty.
+        // A new generation of the window's own: every word reads as empty, and writers
+        // of the old one are late.
         self.base.fetch_add(1, Ordering::AcqRel);
+        self.enter(self.gens.current().wrapping_add(1));
+    }
+
+    fn advance(&self, generation: u64) {
+        self.enter(self.effective(generation));
     }
 
     fn set_slow_thresholds(&mut self, thresholds: &[Duration]) {

@@ -1,12 +1,20 @@
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::tagged::{self, Generations, Sweep};
 use super::Window;
 use crate::metric::MAX_SLOW_THRESHOLDS;
 use crate::{ConfigError, Metric, Record};
 
 const VALUE_BITS: u32 = 40;
 const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
+/// A word's tag: the generation's low bits, then the lap's (`second / d`).
+const GEN_BITS: u32 = 12;
+const LAP_BITS: u32 = 12;
+const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
+/// A later lap than a writer's own that a bucket may legitimately hold: a writer whose
+/// clock read is at most this many laps behind another's.
+const NEWER_LAPS: u64 = 2;
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 const MAX_SECONDS: u64 = 86_400;
 
@@ -84,7 +92,13 @@ pub struct TimeWindow {
     span: Duration,
     seconds: u64,
     stride: usize,
-    base: AtomicU32,
+    /// Added to the breaker's generation; `reset` and waking from idleness move it on.
+    base: AtomicU64,
+    gens: Generations,
+    /// The highest lap any call was recorded in.
+    last_lap: AtomicU64,
+    /// The lap of the last sweep by time.
+    lap_swept: AtomicU64,
     words: Box<[AtomicU64]>,
     thresholds: Box<[(u64, Duration)]>,
     /// Which sums `cache` holds (see the key layout above): those of the seconds
@@ -107,7 +121,10 @@ impl TimeWindow {
             span,
             seconds: 0,
             stride: BASE_WORDS,
-            base: AtomicU32::new(0),
+            base: AtomicU64::new(0),
+            gens: Generations::default(),
+            last_lap: AtomicU64::new(0),
+            lap_swept: AtomicU64::new(0),
             words: Box::new([]),
             thresholds: Box::new([]),
             key: AtomicU64::new(0),
@@ -140,32 +157,99 @@ impl TimeWindow {
         self.magic = (1u128 << 64).div_ceil(u128::from(self.seconds));
     }
 
-    /// The generation, moved on by `reset`.
+    /// Second `sec`'s bucket, its tag in generation `g` and its lap (`sec / d`).
     #[inline]
-    fn gen_tag(&self, generation: u32) -> u64 {
-        u64::from(generation.wrapping_add(self.base.load(Ordering::Relaxed)))
-    }
-
-    /// Second `sec`'s bucket and its tag in a generation: the low 8 bits of the
-    /// generation, then 16 bits of `lap + generation / 256` (lap = `sec / d`). Adding the
-    /// generation's high bits to the lap keeps a record from 256 generations ago from
-    /// matching: its lap field is then one behind for the same second, and a bucket can
-    /// only hold a lap of the past. Two tags can meet again only after 65 536 laps with
-    /// no write to that bucket.
-    #[inline]
-    fn locate(&self, gen_tag: u64, sec: u64) -> (u64, &[AtomicU64]) {
+    fn locate(&self, g: u64, sec: u64) -> (u64, &[AtomicU64], u64) {
         let (lap, index) = self.divmod(sec);
         let i = index as usize * self.stride;
         (
-            ((gen_tag & 0xFF) << 16) | (lap.wrapping_add(gen_tag >> 8) & 0xFFFF),
+            (tagged::tag_of(g, GEN_BITS) << LAP_BITS) | (lap & LAP_MASK),
             &self.words[i..i + self.stride],
+            lap,
         )
+    }
+
+    /// Moves to generation `g` if it is new: drops the cache of the old one and sweeps
+    /// stale generation tags when due.
+    #[inline]
+    fn enter(&self, g: u64) {
+        if let Some(sweep) = self.gens.advance(g, GEN_BITS) {
+            self.enter_slow(g, sweep);
+        }
+    }
+
+    #[cold]
+    fn enter_slow(&self, g: u64, sweep: Sweep) {
+        let mut k = self.key.load(Ordering::SeqCst);
+        loop {
+            let next = match key_state(k) {
+                INVALID => break,
+                BUILDING => key(BUILDING, key_version(k) + 1, k & KEY_BODY_MASK),
+                _ => key(INVALID, key_version(k), 0),
+            };
+            match self
+                .key
+                .compare_exchange_weak(k, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(actual) => k = actual,
+            }
+        }
+        if sweep != Sweep::None {
+            let live = tagged::tag_of(g, GEN_BITS);
+            let all = sweep == Sweep::All;
+            for w in self.words.iter() {
+                tagged::clear_unless(w, |v| !all && v >> (VALUE_BITS + LAP_BITS) == live);
+            }
+            self.gens.swept(g);
+        }
+    }
+
+    /// Bookkeeping by time before a call is recorded in lap `lap`: after a whole window
+    /// with no call (`lap` two or more past the last recorded one) every bucket is stale,
+    /// and the window moves to a fresh generation of its own rather than trusting lap
+    /// tags that may have come round again; and every quarter of the lap tag space the
+    /// buckets are swept, so that within a generation no lap tag comes round either.
+    #[inline]
+    fn wake(&self, lap: u64) {
+        let last = self.last_lap.load(Ordering::Acquire);
+        if lap > last {
+            self.wake_slow(last, lap);
+        }
+        if Generations::sweep_due(self.lap_swept.load(Ordering::Acquire), lap, LAP_BITS) {
+            self.sweep_laps(lap);
+        }
+    }
+
+    #[cold]
+    fn wake_slow(&self, last: u64, lap: u64) {
+        if lap >= last.saturating_add(2) {
+            // Writers that read the old base find it changed after their write and write
+            // again (see `record`), so no call of this lap is lost.
+            self.base.fetch_add(1, Ordering::AcqRel);
+        }
+        self.last_lap.fetch_max(lap, Ordering::AcqRel);
+    }
+
+    /// Zeroes every word that is not of the current generation and within two laps of
+    /// `lap`.
+    #[cold]
+    fn sweep_laps(&self, lap: u64) {
+        let live_gen = tagged::tag_of(self.gens.current(), GEN_BITS);
+        for w in self.words.iter() {
+            tagged::clear_unless(w, |v| {
+                let tag = v >> VALUE_BITS;
+                let near = (tag.wrapping_sub(lap).wrapping_add(NEWER_LAPS)) & LAP_MASK;
+                tag >> LAP_BITS == live_gen && near <= 2 * NEWER_LAPS
+            });
+        }
+        self.lap_swept.fetch_max(lap, Ordering::AcqRel);
     }
 
     /// The cache key's body for the window ending at `sec` in a generation.
     #[inline]
-    fn key_body(gen_tag: u64, sec: u64) -> u64 {
-        ((gen_tag & ((1 << KEY_GEN_BITS) - 1)) << KEY_SECOND_BITS) | (sec & KEY_SECOND_MASK)
+    fn key_body(g: u64, sec: u64) -> u64 {
+        ((g & ((1 << KEY_GEN_BITS) - 1)) << KEY_SECOND_BITS) | (sec & KEY_SECOND_MASK)
     }
 
     /// `(sec / d, sec % d)` by a multiplication (a 64-bit division costs more than the
@@ -183,8 +267,8 @@ impl TimeWindow {
     /// call count: every call is counted before it is counted as failed or slow, so a
     /// reader delayed between two loads can under-state a ratio, never over-state it.
     #[inline]
-    fn add_bucket(&self, sums: &mut Sums, gen_tag: u64, sec: u64, order: Ordering) {
-        let (tag, b) = self.locate(gen_tag, sec);
+    fn add_bucket(&self, sums: &mut Sums, g: u64, sec: u64, order: Ordering) {
+        let (tag, b, _) = self.locate(g, sec);
         let read = |w: &AtomicU64| {
             let v = w.load(order);
             if v >> VALUE_BITS == tag {
@@ -201,13 +285,13 @@ impl TimeWindow {
 
     /// Sums the seconds of the window ending at `sec` that exist (the clock starts at
     /// zero): the finished ones, and the current one if `current`.
-    fn scan(&self, gen_tag: u64, sec: u64, current: bool, order: Ordering) -> Sums {
+    fn scan(&self, g: u64, sec: u64, current: bool, order: Ordering) -> Sums {
         let mut sums = Sums::default();
         for s in (sec + 1).saturating_sub(self.seconds)..sec {
-            self.add_bucket(&mut sums, gen_tag, s, order);
+            self.add_bucket(&mut sums, g, s, order);
         }
         if current {
-            self.add_bucket(&mut sums, gen_tag, sec, order);
+            self.add_bucket(&mut sums, g, sec, order);
         }
         sums
     }
@@ -219,8 +303,8 @@ impl TimeWindow {
     /// alone moves the key out of `BUILDING`, so two builders never write the cache at
     /// once.
     #[cold]
-    fn rebuild(&self, gen_tag: u64, sec: u64) -> Sums {
-        let body = Self::key_body(gen_tag, sec);
+    fn rebuild(&self, g: u64, sec: u64) -> Sums {
+        let body = Self::key_body(g, sec);
         let k = self.key.load(Ordering::SeqCst);
         let building = key(BUILDING, key_version(k) + 1, body);
         if key_state(k) == BUILDING
@@ -229,13 +313,13 @@ impl TimeWindow {
                 .compare_exchange(k, building, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
         {
-            return self.scan(gen_tag, sec, true, Ordering::Acquire);
+            return self.scan(g, sec, true, Ordering::Acquire);
         }
         // Readers that see one of the stores below see the key change first (seqlock).
         fence(Ordering::Release);
         // SeqCst loads pair with the writers' SeqCst update-then-check (see `record`):
         // a late write into a finished second is either seen here or invalidates the key.
-        let past = self.scan(gen_tag, sec, false, Ordering::SeqCst);
+        let past = self.scan(g, sec, false, Ordering::SeqCst);
         for (slot, v) in self.cache.iter().zip(past.0) {
             slot.store(v, Ordering::Relaxed);
         }
@@ -257,7 +341,7 @@ impl TimeWindow {
             }
         }
         let mut sums = past;
-        self.add_bucket(&mut sums, gen_tag, sec, Ordering::Acquire);
+        self.add_bucket(&mut sums, g, sec, Ordering::Acquire);
         sums
     }
 
@@ -299,23 +383,25 @@ impl TimeWindow {
     }
 }
 
-#[inline]
-fn newer(a: u64, b: u64) -> bool {
-    let gen = ((a >> 16).wrapping_sub(b >> 16)) as u8 as i8;
-    gen > 0 || (gen == 0 && (a.wrapping_sub(b) as u16 as i16) > 0)
-}
-
-/// Adds `n` to a bucket word of `tag` (a word of an older tag is restarted at zero).
-/// Returns false when the word already belongs to a newer tag: the write is dropped.
+/// Adds `n` to a bucket word of `tag`. A word of the same generation and one of the next
+/// laps belongs to a writer whose clock is ahead: our second has left its window, so the
+/// write is dropped (false). A word of another generation is stale unless `late()` says
+/// a newer generation exists (then false). Any other word is stale and restarts at zero.
 /// SeqCst: see `record`.
 #[inline]
-fn add(word: &AtomicU64, tag: u64, n: u64) -> bool {
+fn add(word: &AtomicU64, tag: u64, n: u64, late: impl Fn() -> bool) -> bool {
     let mut cur = word.load(Ordering::Relaxed);
     loop {
         let ctag = cur >> VALUE_BITS;
         let value = if ctag == tag {
             cur & VALUE_MASK
-        } else if newer(ctag, tag) {
+        } else if ctag >> LAP_BITS == tag >> LAP_BITS {
+            let ahead = ctag.wrapping_sub(tag) & LAP_MASK;
+            if (1..=NEWER_LAPS).contains(&ahead) && cur & VALUE_MASK != 0 {
+                return false;
+            }
+            0
+        } else if late() {
             return false;
         } else {
             0
@@ -329,29 +415,40 @@ fn add(word: &AtomicU64, tag: u64, n: u64) -> bool {
 }
 
 impl Window for TimeWindow {
-    fn record(&self, generation: u32, now_nanos: u64, record: Record) {
+    fn record(&self, generation: u64, now_nanos: u64, record: Record) {
         if self.words.is_empty() {
             return;
         }
         let sec = now_nanos / NANOS_PER_SEC;
-        let gen_tag = self.gen_tag(generation);
-        let (tag, bucket) = self.locate(gen_tag, sec);
-        // Calls first, then failures and slow counts (see `add_bucket`).
-        if !add(&bucket[TOTAL], tag, 1) {
-            return;
-        }
-        if record.failure {
-            add(&bucket[FAILURES], tag, 1);
-        }
+        let (lap, _) = self.divmod(sec);
+        self.wake(lap);
         // 64-bit arithmetic: a 128-bit division is a library call.
         let nanos = u64::try_from(record.duration.as_nanos()).unwrap_or(u64::MAX);
         let micros = nanos.saturating_add(500) / 1000;
-        if micros > 0 {
-            add(&bucket[MICROS], tag, micros);
-        }
-        for (i, &(t, _)) in self.thresholds.iter().enumerate() {
-            if nanos >= t {
-                add(&bucket[BASE_WORDS + i], tag, 1);
+        loop {
+            let base = self.base.load(Ordering::Acquire);
+            let g = generation.wrapping_add(base);
+            self.enter(g);
+            let (tag, bucket, _) = self.locate(g, sec);
+            let late = || self.gens.is_late(g);
+            // Calls first, then failures and slow counts (see `add_bucket`).
+            if add(&bucket[TOTAL], tag, 1, late) {
+                if record.failure {
+                    add(&bucket[FAILURES], tag, 1, late);
+                }
+                if micros > 0 {
+                    add(&bucket[MICROS], tag, micros, late);
+                }
+                for (i, &(t, _)) in self.thresholds.iter().enumerate() {
+                    if nanos >= t {
+                        add(&bucket[BASE_WORDS + i], tag, 1, late);
+                    }
+                }
+            }
+            // The window moved to a generation of its own meanwhile (woken from idleness,
+            // or reset): what we wrote is stale, so write again in the new one.
+            if self.base.load(Ordering::Acquire) == base {
+                break;
             }
         }
         // Dekker-style pairing with `rebuild`: our SeqCst updates come before this SeqCst
@@ -363,13 +460,22 @@ impl Window for TimeWindow {
         }
     }
 
-    fn metric(&self, generation: u32, now_nanos: u64) -> Metric {
+    fn metric(&self, generation: u64, now_nanos: u64) -> Metric {
         if self.words.is_empty() {
             return Metric::default();
         }
         let sec = now_nanos / NANOS_PER_SEC;
-        let gen_tag = self.gen_tag(generation);
-        let body = Self::key_body(gen_tag, sec);
+        let (lap, _) = self.divmod(sec);
+        if lap >= self.last_lap.load(Ordering::Acquire).saturating_add(2) {
+            // No call in the last whole window.
+            return self.to_metric(&Sums::default());
+        }
+        if Generations::sweep_due(self.lap_swept.load(Ordering::Acquire), lap, LAP_BITS) {
+            self.sweep_laps(lap);
+        }
+        let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
+        self.enter(g);
+        let body = Self::key_body(g, sec);
         let k = self.key.load(Ordering::Acquire);
         if key_state(k) == VALID && k & KEY_BODY_MASK == body {
             let mut sums = Sums::default();
@@ -378,16 +484,23 @@ impl Window for TimeWindow {
             }
             fence(Ordering::Acquire);
             if self.key.load(Ordering::Relaxed) == k {
-                self.add_bucket(&mut sums, gen_tag, sec, Ordering::Acquire);
+                self.add_bucket(&mut sums, g, sec, Ordering::Acquire);
                 return self.to_metric(&sums);
             }
         }
-        let sums = self.rebuild(gen_tag, sec);
+        let sums = self.rebuild(g, sec);
         self.to_metric(&sums)
     }
 
     fn reset(&self) {
+        // A new generation of the window's own: every word reads as empty, and writers
+        // of the old one write again in the new one (see `record`).
         self.base.fetch_add(1, Ordering::AcqRel);
+        self.enter(self.gens.current().wrapping_add(1));
+    }
+
+    fn advance(&self, generation: u64) {
+        self.enter(generation.wrapping_add(self.base.load(Ordering::Acquire)));
     }
 
     fn set_slow_thresholds(&mut self, thresholds: &[Duration]) {
@@ -429,13 +542,13 @@ mod tests {
 
     /// The window as a list of (generation, second, record), summed naively.
     #[derive(Default)]
-    struct Model(Vec<(u32, u64, Record)>);
+    struct Model(Vec<(u64, u64, Record)>);
 
     impl Model {
-        fn metric(&self, span: u64, thresholds: &[Duration], generation: u32, now: u64) -> Metric {
+        fn metric(&self, span: u64, thresholds: &[Duration], generation: u64, now: u64) -> Metric {
             let sec = now / SEC;
             let live =
-                |&&(g, s, _): &&(u32, u64, Record)| g == generation && s <= sec && s + span > sec;
+                |&&(g, s, _): &&(u64, u64, Record)| g == generation && s <= sec && s + span > sec;
             let calls: Vec<_> = self.0.iter().filter(live).map(|e| e.2).collect();
             let total = calls.len() as u64;
             let fail = calls.iter().filter(|r| r.failure).count() as u64;
@@ -460,7 +573,7 @@ mod tests {
             let mut w = TimeWindow::new(Duration::from_secs(span));
             w.set_slow_thresholds(&thresholds);
             let mut model = Model::default();
-            let (mut now, mut generation) = (0u64, 0u32);
+            let (mut now, mut generation) = (0u64, 0u64);
             for _ in 0..400 {
                 match rng.u8(0..20) {
                     // time moves on, sometimes by more than the window
@@ -530,7 +643,7 @@ mod tests {
         // second 1: every record of second 0 must be in the sums of second 1.
         const THREADS: u64 = 4;
         const CALLS: u64 = 20_000;
-        for round in 0..20u32 {
+        for round in 0..20u64 {
             let w = Arc::new(TimeWindow::new(Duration::from_secs(60)));
             let handles: Vec<_> = (0..THREADS)
                 .map(|t| {
