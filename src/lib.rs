@@ -62,6 +62,7 @@ pub mod permits;
 pub mod retries;
 mod signal;
 mod state;
+mod sync;
 pub mod trackers;
 pub mod trippers;
 pub mod windows;

@@ -18,8 +18,10 @@
 //!   queue, outside every lock, in transition order (SM-16, SM-18, SM-19).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use crate::sync::widths;
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
@@ -38,9 +40,10 @@ pub use ticket::{Outcome, Ticket};
 const STATE_BITS: u32 = 3;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 const EPOCH_MASK: u64 = u64::MAX >> STATE_BITS;
-/// The streak and the half-open slots: the epoch's low 32 bits, then a 32-bit count.
+/// The streak and the half-open slots: the epoch's low bits, then a 32-bit count.
 const COUNT_BITS: u32 = 32;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const EPOCH_TAG_MASK: u64 = (1 << widths::EPOCH_TAG) - 1;
 
 #[inline]
 pub(crate) fn state_of(word: u64) -> State {
@@ -60,13 +63,13 @@ fn pack(state: State, epoch: u64) -> u64 {
 /// A streak or slot word of `epoch` holding `count`.
 #[inline]
 fn counted(epoch: u64, count: u64) -> u64 {
-    ((epoch & COUNT_MASK) << COUNT_BITS) | (count & COUNT_MASK)
+    ((epoch & EPOCH_TAG_MASK) << COUNT_BITS) | (count & COUNT_MASK)
 }
 
 /// The count of a streak or slot word if it belongs to `epoch`.
 #[inline]
 fn count_in(word: u64, epoch: u64) -> Option<u64> {
-    (word >> COUNT_BITS == epoch & COUNT_MASK).then_some(word & COUNT_MASK)
+    (word >> COUNT_BITS == epoch & EPOCH_TAG_MASK).then_some(word & COUNT_MASK)
 }
 
 /// A jitter seed from the operating system's randomness (std's `RandomState` keys), new

@@ -1,11 +1,12 @@
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::widths;
+use crate::sync::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::tagged::{self, Generations, Sweep};
 use super::Window;
 use crate::{ConfigError, Metric, Record};
 
-const TAG_BITS: u32 = 16;
+const TAG_BITS: u32 = widths::COUNT_TAG;
 const VALUE_BITS: u32 = 64 - TAG_BITS;
 const FIELD_BITS: u32 = 24;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
@@ -125,7 +126,7 @@ impl CountWindow {
     /// `record`, out of line so that the common case stays small).
     #[inline(never)]
     fn append(&self, g: u64, tag: u64, record: Record) {
-        if self.slots.is_empty() {
+        if self.slots.is_empty() || self.gens.is_late(g) {
             return;
         }
         let dur = u64::try_from(record.duration.as_nanos())

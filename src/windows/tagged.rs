@@ -19,7 +19,7 @@
 //! more than three quarters of the tag space of generations pass; `docs/reliability.md`
 //! states that bound.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// What [`Generations::advance`] asks of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

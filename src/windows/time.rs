@@ -1,4 +1,5 @@
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::sync::widths;
+use crate::sync::{fence, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::tagged::{self, Generations, Sweep};
@@ -9,8 +10,8 @@ use crate::{ConfigError, Metric, Record};
 const VALUE_BITS: u32 = 40;
 const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
 /// A word's tag: the generation's low bits, then the lap's (`second / d`).
-const GEN_BITS: u32 = 12;
-const LAP_BITS: u32 = 12;
+const GEN_BITS: u32 = widths::TIME_GEN;
+const LAP_BITS: u32 = widths::TIME_LAP;
 const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
 /// A later lap than a writer's own that a bucket may legitimately hold: a writer whose
 /// clock read is at most this many laps behind another's.
@@ -153,7 +154,7 @@ impl TimeWindow {
         let n = self.seconds as usize * self.stride;
         self.words = (0..n).map(|_| AtomicU64::new(0)).collect();
         self.cache = (0..self.stride).map(|_| AtomicU64::new(0)).collect();
-        *self.key.get_mut() = 0;
+        self.key.store(0, Ordering::Relaxed);
         self.magic = (1u128 << 64).div_ceil(u128::from(self.seconds));
     }
 
@@ -432,7 +433,7 @@ impl Window for TimeWindow {
             let (tag, bucket, _) = self.locate(g, sec);
             let late = || self.gens.is_late(g);
             // Calls first, then failures and slow counts (see `add_bucket`).
-            if add(&bucket[TOTAL], tag, 1, late) {
+            if !late() && add(&bucket[TOTAL], tag, 1, late) {
                 if record.failure {
                     add(&bucket[FAILURES], tag, 1, late);
                 }
