@@ -301,10 +301,11 @@ impl Core {
                 }
                 State::HalfOpen => {
                     // SM-8: a slot of this half-open period first, then the permit.
-                    match self.take_slot(epoch_of(word)) {
-                        Some(true) => {}
-                        Some(false) => return Err(self.reject(State::HalfOpen, None)),
-                        None => continue, // the period is over: look again
+                    // A period that is already over (a transition is being written) turns
+                    // the caller away like a full one: waiting for it would make this
+                    // caller depend on another thread's progress.
+                    if !self.take_slot(epoch_of(word)) {
+                        return Err(self.reject(State::HalfOpen, None));
                     }
                     let adm = Admission {
                         word,
@@ -326,15 +327,14 @@ impl Core {
         }
     }
 
-    /// Takes a half-open slot of the period of `epoch`: `Some(false)` when all are taken,
-    /// `None` when that period is over. The count never exceeds the limit, not even for
-    /// a moment.
-    fn take_slot(&self, epoch: u64) -> Option<bool> {
+    /// Takes a half-open slot of the period of `epoch`; false when all are taken or that
+    /// period is over. The count never exceeds the limit, not even for a moment.
+    fn take_slot(&self, epoch: u64) -> bool {
         let mut cur = self.half_open.load(Ordering::Acquire);
         loop {
-            let n = count_in(cur, epoch)?;
-            if n >= u64::from(self.max_half_open_calls) {
-                return Some(false);
+            match count_in(cur, epoch) {
+                Some(n) if n < u64::from(self.max_half_open_calls) => {}
+                _ => return false,
             }
             match self.half_open.compare_exchange_weak(
                 cur,
@@ -342,7 +342,7 @@ impl Core {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Some(true),
+                Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
         }
