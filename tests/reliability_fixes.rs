@@ -1,5 +1,5 @@
 //! Regression tests for reliability rules: no panic at call time from a configuration
-//! that built.
+//! that built, exact ratio and latency thresholds (TR-4, TR-5, TR-6).
 
 mod support;
 
@@ -8,8 +8,8 @@ use std::time::Duration;
 use fluxgate::clock::ManualClock;
 use fluxgate::permits::{Permit, RampUp};
 use fluxgate::retries::{Backoff, Cooldown, Retry, RetryContext};
-use fluxgate::trippers::FailureStreak;
-use fluxgate::{CircuitBreaker, Error, State};
+use fluxgate::trippers::{AvgLatency, FailureRate, FailureStreak, SlowRate, TripContext, Tripper};
+use fluxgate::{CircuitBreaker, Error, Metric, State};
 use support::*;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -200,4 +200,169 @@ fn r3_ramp_up_with_extreme_durations_never_panics() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// TR-4, TR-5, TR-6: exact thresholds.
+
+fn closed(m: &Metric) -> TripContext<'_> {
+    TripContext::new(m, State::Closed, 0)
+}
+
+/// Every two-decimal ratio r (as the f64 a user writes, e.g. `0.28`) and every k of n ≤ 200:
+/// the rule holds iff k/n ≥ r, decided with integers.
+fn exhaustive(name: &str, trips: impl Fn(f64, u64, u64) -> bool) {
+    let mut wrong = Vec::new();
+    for hundredths in 1u64..=100 {
+        let r = format!("0.{hundredths:02}");
+        let r: f64 = if hundredths == 100 {
+            1.0
+        } else {
+            r.parse().unwrap()
+        };
+        for n in 1u64..=200 {
+            for k in 0..=n {
+                let expected = k * 100 >= hundredths * n;
+                if trips(r, k, n) != expected {
+                    wrong.push((r, k, n, expected));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{name}: {} wrong decisions, first {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}
+
+#[test]
+fn tr4_failure_rate_trips_at_exactly_the_threshold() {
+    exhaustive("FailureRate", |r, k, n| {
+        FailureRate::new(r).trip(&closed(&Metric::new(n, k, Duration::ZERO, &[])))
+    });
+    let m = Metric::new(25, 7, Duration::ZERO, &[]);
+    assert!(FailureRate::new(0.28).trip(&closed(&m)), "7 of 25 is 0.28");
+}
+
+#[test]
+fn tr6_slow_rate_trips_at_exactly_the_threshold() {
+    let t = Duration::from_millis(250);
+    exhaustive("SlowRate", |r, k, n| {
+        SlowRate::new(r, t).trip(&closed(&Metric::new(n, 0, Duration::ZERO, &[(t, k)])))
+    });
+    let m = Metric::new(25, 0, Duration::ZERO, &[(t, 7)]);
+    assert!(SlowRate::new(0.28, t).trip(&closed(&m)), "7 of 25 is 0.28");
+}
+
+/// The ratio means the decimal that `{}` prints for it, exactly.
+fn decimal_of(r: f64) -> (u64, u32) {
+    let text = format!("{r}");
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let digits = format!("{int}{frac}");
+    (digits.parse().unwrap(), frac.len() as u32)
+}
+
+#[test]
+fn tr4_tr6_ratio_is_the_shortest_decimal_of_the_f64() {
+    let t = SEC;
+    let check = |r: f64| {
+        let (p, q) = decimal_of(r);
+        if r == 0.0 || q > 18 {
+            return;
+        }
+        let n = 10u64.pow(q);
+        let at = |k: u64| {
+            let fr = FailureRate::new(r).trip(&closed(&Metric::new(n, k, Duration::ZERO, &[])));
+            let sr =
+                SlowRate::new(r, t).trip(&closed(&Metric::new(n, 0, Duration::ZERO, &[(t, k)])));
+            assert_eq!(fr, sr, "r = {r}, k = {k}, n = {n}");
+            fr
+        };
+        assert!(at(p), "r = {r}: {p} of {n} must trip");
+        assert!(!at(p - 1), "r = {r}: {} of {n} must not trip", p - 1);
+    };
+    let mut x = 0x1234_5678_9ABC_DEF0u64;
+    for _ in 0..20_000 {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        if u > 0.0 {
+            check(u);
+            check((u * 1000.0).round() / 1000.0);
+            check((u * 1e6).round() / 1e6);
+        }
+    }
+    for r in [
+        0.1,
+        0.3,
+        0.5,
+        0.7,
+        0.9,
+        0.99,
+        0.999_999,
+        1.0,
+        0.1 + 0.2,
+        1.0 / 3.0,
+    ] {
+        check(r);
+    }
+}
+
+#[test]
+fn tr4_ratios_that_are_not_short_decimals() {
+    let rate =
+        |r: f64, k, n| FailureRate::new(r).trip(&closed(&Metric::new(n, k, Duration::ZERO, &[])));
+    // 1/3 as an f64 prints 0.3333333333333333, just below a third: one call in three trips.
+    assert!(rate(1.0 / 3.0, 1, 3));
+    assert!(!rate(
+        1.0 / 3.0,
+        3_333_333_333_333_332,
+        10_000_000_000_000_000
+    ));
+    assert!(rate(2.0 / 3.0, 2, 3));
+    // 0.1 + 0.2 prints 0.30000000000000004: three in ten is below it.
+    assert!(!rate(0.1 + 0.2, 3, 10));
+    assert!(rate(0.1 + 0.2, 4, 10));
+    // Ratios below 1e-19 mean "any failure".
+    assert!(rate(1e-300, 1, u64::MAX / 2));
+    assert!(!rate(1e-300, 0, 10));
+    assert!(rate(f64::from_bits(1), 1, 1_000));
+    // The largest window a u64 counts.
+    assert!(rate(1.0, u64::MAX, u64::MAX));
+    assert!(!rate(1.0, u64::MAX - 1, u64::MAX));
+    assert!(rate(0.5, u64::MAX / 2 + 1, u64::MAX));
+    assert!(!rate(0.5, u64::MAX / 2, u64::MAX));
+}
+
+#[test]
+fn tr5_avg_latency_trips_at_exactly_the_threshold() {
+    for t_nanos in [1u64, 3, 7, 999, 1_000_000_007] {
+        let t = Duration::from_nanos(t_nanos);
+        for n in 1u64..=50 {
+            let at = |total: u128| {
+                let total = Duration::new(
+                    (total / 1_000_000_000) as u64,
+                    (total % 1_000_000_000) as u32,
+                );
+                AvgLatency::new(t).trip(&closed(&Metric::new(n, 0, total, &[])))
+            };
+            let need = u128::from(t_nanos) * u128::from(n);
+            assert!(at(need), "t = {t:?}, n = {n}");
+            assert!(!at(need - 1), "t = {t:?}, n = {n}");
+        }
+    }
+    // Averages beyond u64 nanoseconds (584 years) are not cut short.
+    let thousand_years = Duration::from_secs(1_000 * 365 * 86_400);
+    let m = Metric::new(1, 0, Duration::MAX, &[]);
+    assert!(AvgLatency::new(thousand_years).trip(&closed(&m)));
+    assert!(m.avg_duration().unwrap() > thousand_years);
+    assert!(AvgLatency::new(Duration::MAX).trip(&closed(&m)));
+    let m = Metric::new(2, 0, Duration::MAX, &[]);
+    assert!(!AvgLatency::new(Duration::MAX).trip(&closed(&m)));
+    assert!(AvgLatency::new(Duration::MAX / 2).trip(&closed(&m)));
 }
