@@ -1,15 +1,21 @@
-//! Regression tests for reliability rules: no panic at call time from a configuration
-//! that built, exact ratio and latency thresholds (TR-4, TR-5, TR-6).
+//! Regression tests for three reliability rules: no panic at call time from a configuration
+//! that built, exact ratio and latency thresholds (TR-4, TR-5, TR-6), and circuit
+//! names that cannot forge log lines or error texts (R-6, LG-1, CF-2).
 
 mod support;
 
-use std::time::Duration;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use fluxgate::clock::ManualClock;
+use fluxgate::listeners::log::LogListener;
+use fluxgate::listeners::Listener;
 use fluxgate::permits::{Permit, RampUp};
 use fluxgate::retries::{Backoff, Cooldown, Retry, RetryContext};
 use fluxgate::trippers::{AvgLatency, FailureRate, FailureStreak, SlowRate, TripContext, Tripper};
-use fluxgate::{CircuitBreaker, Error, Metric, State};
+use fluxgate::{CallNotPermitted, CircuitBreaker, Error, Metric, Signal, State};
 use support::*;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -365,4 +371,157 @@ fn tr5_avg_latency_trips_at_exactly_the_threshold() {
     let m = Metric::new(2, 0, Duration::MAX, &[]);
     assert!(!AvgLatency::new(Duration::MAX).trip(&closed(&m)));
     assert!(AvgLatency::new(Duration::MAX / 2).trip(&closed(&m)));
+}
+
+// ---------------------------------------------------------------------------------------
+// names with control characters.
+
+/// (raw name, how texts show it)
+fn hostile_names() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "api\nWARN fake: Circuit Breaker 'db' transitioned from open to closed",
+            "api\\nWARN fake: Circuit Breaker 'db' transitioned from open to closed",
+        ),
+        ("a\rb", "a\\rb"),
+        ("tab\there", "tab\\there"),
+        ("\x1b[31mred\x1b[0m", "\\u{1b}[31mred\\u{1b}[0m"),
+        ("nul\0byte", "nul\\0byte"),
+        ("del\x7f", "del\\u{7f}"),
+        ("c1\u{85}next", "c1\\u{85}next"),
+        ("ls\u{2028}ps\u{2029}", "ls\\u{2028}ps\\u{2029}"),
+        ("bidi\u{202e}txt\u{2066}", "bidi\\u{202e}txt\\u{2066}"),
+    ]
+}
+
+/// Names that texts keep unchanged.
+const PLAIN_NAMES: [&str; 6] = [
+    "payment_api",
+    "café-é",
+    "日本の決済",
+    "emoji 🚦 ok",
+    "back\\slash 'quoted' \"double\"",
+    "a_rather_long_circuit_name_for_one_tenant_日本",
+];
+
+#[test]
+fn r6_call_not_permitted_display_escapes_control_characters() {
+    let mut cases = hostile_names();
+    cases.extend(PLAIN_NAMES.iter().map(|n| (*n, *n)));
+    for (raw, shown) in cases {
+        for (state, text) in [
+            (State::Open, format!("circuit breaker '{shown}' is open")),
+            (
+                State::HalfOpen,
+                format!("circuit breaker '{shown}' is half-open, call not permitted"),
+            ),
+            (
+                State::ForcedOpen,
+                format!("circuit breaker '{shown}' is forced open"),
+            ),
+        ] {
+            let r = CallNotPermitted::new(raw, state, None);
+            assert_eq!(r.to_string(), text);
+            // The name itself is kept as given.
+            assert_eq!(r.circuit_name(), raw);
+            let e: Error<io::Error> = Error::Rejected(r);
+            assert_eq!(e.to_string(), text);
+        }
+        // Rejections of a real breaker (short names copied inline, long ones shared).
+        let cb = CircuitBreaker::builder(raw).build().unwrap();
+        cb.force_open();
+        let Err(e) = ok(&cb) else {
+            panic!("forced open must reject")
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("circuit breaker '{shown}' is forced open")
+        );
+        assert!(!e.to_string().chars().any(char::is_control));
+    }
+}
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+    fn make_writer(&'a self) -> Buffer {
+        self.clone()
+    }
+}
+
+struct Message(Arc<Mutex<Vec<(String, String)>>>);
+
+struct Visitor<'a>(&'a mut String, &'a mut String);
+
+impl tracing::field::Visit for Visitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "circuit" {
+            *self.1 = value.to_owned();
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Message {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let (mut message, mut circuit) = (String::new(), String::new());
+        event.record(&mut Visitor(&mut message, &mut circuit));
+        self.0.lock().unwrap().push((message, circuit));
+    }
+}
+
+#[test]
+fn lg1_r6_log_message_escapes_control_characters_in_the_name() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let mut cases = hostile_names();
+    cases.extend(PLAIN_NAMES.iter().map(|n| (*n, *n)));
+    for (raw, shown) in cases {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = Buffer::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(Message(seen.clone()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .without_time()
+                    .with_writer(out.clone()),
+            );
+        let signal = Signal::new(raw, State::Closed, State::Open, SystemTime::UNIX_EPOCH);
+        tracing::subscriber::with_default(subscriber, || {
+            Listener::on_signal(&LogListener::new(), &signal).unwrap();
+        });
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [(
+                format!("Circuit Breaker '{shown}' transitioned from closed to open"),
+                // The structured field keeps the name as given.
+                raw.to_owned()
+            )]
+        );
+        // One event, one line: a name cannot start a line of its own.
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        assert!(
+            !text.trim_end_matches('\n').contains(['\n', '\r']),
+            "{text:?}"
+        );
+    }
 }
