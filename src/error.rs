@@ -267,7 +267,8 @@ impl CallNotPermitted {
 
 impl fmt::Display for CallNotPermitted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.name.as_str();
+        // R-6: a name cannot break the text into lines or send terminal escapes.
+        let name = escaped(self.name.as_str());
         match self.state {
             State::HalfOpen => write!(
                 f,
@@ -280,6 +281,50 @@ impl fmt::Display for CallNotPermitted {
 }
 
 impl std::error::Error for CallNotPermitted {}
+
+/// A circuit name as text built from it shows it (R-6): control characters and the other
+/// characters that can break or reorder a line are escaped, everything else, other
+/// scripts and emoji included, is kept. Writes straight to the formatter, no allocation.
+///
+/// Escaped: the C0 and C1 controls and DEL (`char::is_control`), as `\n`, `\r`, `\t`,
+/// `\0` or `\u{1b}` the way `char::escape_debug` writes them; the line and paragraph
+/// separators U+2028 and U+2029, which some viewers and JavaScript treat as line breaks;
+/// and the bidirectional embedding, override and isolate controls U+202A–U+202E and
+/// U+2066–U+2069, which can make a line display in another order than it reads.
+/// Backslashes and quotes are kept as they are.
+pub(crate) struct Escaped<'a>(&'a str);
+
+/// `name`, ready to be written into a message or a `Display` text (R-6).
+pub(crate) fn escaped(name: &str) -> Escaped<'_> {
+    Escaped(name)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(needs_escape) {
+            f.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().unwrap_or_default();
+            match c {
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                '\0' => f.write_str("\\0")?,
+                _ => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+            }
+            rest = &rest[i + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
 
 /// An invalid configuration, reported by `build()` (never at call time).
 ///
@@ -411,6 +456,27 @@ mod tests {
             CallNotPermitted::new("x", State::Open, None).retry_after(),
             None
         );
+    }
+
+    #[test]
+    fn r6_escaped_names() {
+        let e = |s: &str| escaped(s).to_string();
+        assert_eq!(e("a\nb\r\t\0"), "a\\nb\\r\\t\\0");
+        assert_eq!(e("\x1b[31m\x7f\u{85}"), "\\u{1b}[31m\\u{7f}\\u{85}");
+        assert_eq!(
+            e("\u{2028}\u{2029}\u{202e}\u{2069}"),
+            "\\u{2028}\\u{2029}\\u{202e}\\u{2069}"
+        );
+        for plain in [
+            "",
+            "payment_api",
+            "café",
+            "日本の決済",
+            "🚦",
+            "a\\nb 'q' \"d\"",
+        ] {
+            assert_eq!(e(plain), plain);
+        }
     }
 
     #[test]

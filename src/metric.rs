@@ -165,8 +165,10 @@ impl Metric {
         if self.total_count == 0 {
             return None;
         }
-        let avg = self.total_duration.as_nanos() / self.total_count as u128;
-        Some(Duration::from_nanos(u64::try_from(avg).unwrap_or(u64::MAX)))
+        // Exact, also past u64 nanoseconds (584 years): the average is at most the total.
+        let avg = self.total_duration.as_nanos() / u128::from(self.total_count);
+        let secs = u64::try_from(avg / 1_000_000_000).unwrap_or(u64::MAX);
+        Some(Duration::new(secs, (avg % 1_000_000_000) as u32))
     }
 
     /// Failures / total, `None` when nothing was recorded.

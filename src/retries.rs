@@ -11,6 +11,21 @@
 //! let b = Backoff::new(Duration::from_secs(10)).max(Duration::from_secs(30));
 //! assert_eq!(b.wait(&RetryContext::new(Duration::ZERO, 1)), Some(Duration::from_secs(20)));
 //! ```
+//!
+//! The built-in policies never panic for a configuration that `build()` accepted (R-3):
+//! every wait saturates at `Duration::MAX` instead of overflowing, whatever the duration,
+//! multiplier, jitter or number of re-openings. `Cooldown::new(Duration::MAX)` is a valid
+//! way to say "only a manual reset closes this circuit, but report a `retry_after`".
+//!
+//! ```
+//! use std::time::Duration;
+//! use fluxgate::retries::{Backoff, Cooldown, Retry, RetryContext};
+//! let ctx = RetryContext::new(Duration::ZERO, u32::MAX).with_seed(7);
+//! let c = Cooldown::new(Duration::MAX).jitter(0.5);
+//! assert!(c.wait(&ctx).unwrap() > Duration::from_secs(1 << 62));
+//! let b = Backoff::new(Duration::from_secs(1)).multiplier(f64::MAX).max(Duration::MAX).jitter(0.9);
+//! assert!(b.wait(&ctx).unwrap() > Duration::from_secs(1 << 60));
+//! ```
 
 use std::time::Duration;
 
@@ -135,11 +150,25 @@ fn unit_jitter(seed: u64) -> f64 {
     2.0 * u - 1.0
 }
 
+/// `secs` seconds as a `Duration`, saturating (R-3): zero for a negative value or NaN,
+/// `Duration::MAX` for anything longer. `Duration::mul_f64` and `from_secs_f64` panic
+/// there instead, and a wait near `Duration::MAX` (a cooldown meant as "practically
+/// never", a backoff past its cap) reaches it as soon as jitter stretches it.
+fn saturating_secs(secs: f64) -> Duration {
+    if secs > 0.0 {
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// wait·(1 + jitter·U(−1, 1)), saturating; the same value `mul_f64` gives when that does
+/// not overflow.
 fn apply_jitter(wait: Duration, jitter: f64, seed: u64) -> Duration {
     if jitter == 0.0 {
         return wait;
     }
-    wait.mul_f64((1.0 + jitter * unit_jitter(seed)).max(0.0))
+    saturating_secs(wait.as_secs_f64() * (1.0 + jitter * unit_jitter(seed)))
 }
 
 fn check_jitter(component: &'static str, j: f64) -> Result<(), ConfigError> {
@@ -271,12 +300,8 @@ impl Retry for Backoff {
         let factor = self
             .multiplier
             .powi(ctx.reopens.min(i32::MAX as u32) as i32);
-        let raw = self.initial.as_secs_f64() * factor;
-        let base = if raw.is_finite() && raw < self.max.as_secs_f64() {
-            Duration::from_secs_f64(raw)
-        } else {
-            self.max
-        };
+        // An overflowing product is +inf, which saturates like any wait above max.
+        let base = saturating_secs(self.initial.as_secs_f64() * factor).min(self.max);
         Some(apply_jitter(base, self.jitter, ctx.seed).min(self.max))
     }
     fn validate(&self) -> Result<(), ConfigError> {

@@ -47,7 +47,10 @@ const FIELDS: &[&str] = &["message", "circuit", "old_state", "new_state"];
 ///
 /// The message is `Circuit Breaker 'NAME' transitioned from OLD to NEW` with the lowercase
 /// state names of [`State::as_str`]; the fields `circuit`, `old_state` and `new_state` carry
-/// the same values for structured logging. The level depends on the state entered: `WARN`
+/// the same values for structured logging. Control characters in the name (a newline, a
+/// terminal escape) are escaped in the message, as `\n` or `\u{1b}`, so a circuit name
+/// cannot forge a log line; the `circuit` field carries the name as given, for exact
+/// filtering, and subscribers quote or escape field values themselves. The level depends on the state entered: `WARN`
 /// for `open` and `forced_open`, `INFO` for the others, and each can be changed with
 /// [`level`](LogListener::level). The target is [`DEFAULT_TARGET`] unless
 /// [`target`](LogListener::target) names another.
@@ -289,7 +292,10 @@ impl TransitionCallsite {
         };
         let name: &str = &signal.circuit_name;
         let (old, new) = (signal.old_state.as_str(), signal.new_state.as_str());
-        let text = format_args!("Circuit Breaker '{name}' transitioned from {old} to {new}");
+        // the message escapes control characters in the name; the structured
+        // `circuit` field keeps the name as given (subscribers quote or escape field values).
+        let shown = crate::error::escaped(name);
+        let text = format_args!("Circuit Breaker '{shown}' transitioned from {old} to {new}");
         let values: [(&tracing::field::Field, Option<&dyn Value>); 4] = [
             (&message, Some(&text)),
             (&circuit, Some(&name)),
