@@ -18,8 +18,9 @@ pub(crate) use shuttle::sync::{Mutex, MutexGuard};
 pub(crate) mod widths {
     /// Generation tag bits of a `CountWindow` word.
     pub(crate) const COUNT_TAG: u32 = if cfg!(shuttle) { 4 } else { 16 };
-    /// Generation and lap tag bits of a `TimeWindow` word.
-    pub(crate) const TIME_GEN: u32 = if cfg!(shuttle) { 3 } else { 12 };
+    /// Generation, era and lap tag bits of a `TimeWindow` word (24 in all).
+    pub(crate) const TIME_GEN: u32 = if cfg!(shuttle) { 3 } else { 8 };
+    pub(crate) const TIME_ERA: u32 = if cfg!(shuttle) { 2 } else { 4 };
     pub(crate) const TIME_LAP: u32 = if cfg!(shuttle) { 3 } else { 12 };
     /// Epoch tag bits of the failure streak and the half-open slots.
     pub(crate) const EPOCH_TAG: u32 = if cfg!(shuttle) { 2 } else { 32 };

@@ -30,7 +30,10 @@ fn check(name: &str, f: impl Fn() + Send + Sync + 'static) {
     let g = f.clone();
     shuttle::check_random(move || f(), ITERATIONS);
     shuttle::check_pct(move || g(), ITERATIONS, 3);
-    eprintln!("{name}: {} random + {} PCT schedules", ITERATIONS, ITERATIONS);
+    eprintln!(
+        "{name}: {} random + {} PCT schedules",
+        ITERATIONS, ITERATIONS
+    );
 }
 
 /// A history of generations 0..=40 with records in some, so that 4-bit tags wrapped

@@ -264,7 +264,10 @@ fn r7_a_half_open_slot_belongs_to_its_period() {
     assert_eq!(cb.half_open_in_flight(), 1);
     drop(hung); // gives back nothing of the new period
     assert_eq!(cb.half_open_in_flight(), 1);
-    assert!(cb.admit().is_err(), "the limit of the new period still holds");
+    assert!(
+        cb.admit().is_err(),
+        "the limit of the new period still holds"
+    );
     probe.success();
     assert_eq!(cb.info().state, State::Closed);
 }

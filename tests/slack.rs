@@ -94,6 +94,24 @@ fn sl1_circuit_name_is_escaped() {
     assert_eq!(r.field("Circuit Breaker"), "&lt;!channel&gt; &amp; co");
 }
 
+// a control character in a name cannot start a line of its own in the post.
+#[test]
+fn r6_control_characters_in_a_name_are_escaped_in_the_post() {
+    let server = SlackServer::start();
+    let slack = listener(&server);
+    send(
+        &slack,
+        &[sig("tenant\n*FAKE ALERT*\u{1b}[31m", Closed, Open)],
+    );
+    let r = &server.requests()[0];
+    assert_eq!(
+        r.field("Circuit Breaker"),
+        "tenant\\n*FAKE ALERT*\\u{1b}[31m"
+    );
+    let fallback = r.body["attachments"][0]["fallback"].as_str().unwrap();
+    assert!(!fallback.contains('\n'), "{fallback}");
+}
+
 fn expected_template(old: State, new: State) -> (&'static str, &'static str, &'static str) {
     match (old, new) {
         (Closed, Open) => (

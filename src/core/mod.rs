@@ -538,8 +538,7 @@ impl Core {
             changed_at,
             reopens: self.reopens.load(Ordering::Acquire),
             metric: self.window.metric(epoch, now),
-            consecutive_failures: count_in(self.streak.load(Ordering::Acquire), epoch)
-                .unwrap_or(0),
+            consecutive_failures: count_in(self.streak.load(Ordering::Acquire), epoch).unwrap_or(0),
         }
     }
 

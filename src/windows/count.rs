@@ -116,7 +116,10 @@ impl CountWindow {
         for slot in self.slots.iter() {
             tagged::clear_unless(slot, |w| w & SLOT_VALID != 0 && live(w));
         }
-        for word in [&self.counts, &self.duration].into_iter().chain(self.slow.iter()) {
+        for word in [&self.counts, &self.duration]
+            .into_iter()
+            .chain(self.slow.iter())
+        {
             tagged::clear_unless(word, live);
         }
         self.gens.swept(g);

@@ -9,8 +9,11 @@ use crate::{ConfigError, Metric, Record};
 
 const VALUE_BITS: u32 = 40;
 const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
-/// A word's tag: the generation's low bits, then the lap's (`second / d`).
+/// A word's tag: the generation's low bits, the era's (see `stamp`), then the lap's
+/// (`second / d`).
 const GEN_BITS: u32 = widths::TIME_GEN;
+const ERA_BITS: u32 = widths::TIME_ERA;
+const ERA_MASK: u64 = (1 << ERA_BITS) - 1;
 const LAP_BITS: u32 = widths::TIME_LAP;
 const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
 /// A later lap than a writer's own that a bucket may legitimately hold: a writer whose
@@ -93,11 +96,13 @@ pub struct TimeWindow {
     span: Duration,
     seconds: u64,
     stride: usize,
-    /// Added to the breaker's generation; `reset` and waking from idleness move it on.
+    /// Added to the breaker's generation; `reset` moves it on.
     base: AtomicU64,
     gens: Generations,
-    /// The highest lap any call was recorded in.
-    last_lap: AtomicU64,
+    /// The highest lap any call was recorded in (high 40 bits) and the *era* (low 24):
+    /// a count of the times a call came after a whole window of silence. One word, so
+    /// that a caller either raises the lap or sees the new era, never neither.
+    stamp: AtomicU64,
     /// The lap of the last sweep by time.
     lap_swept: AtomicU64,
     words: Box<[AtomicU64]>,
@@ -124,7 +129,7 @@ impl TimeWindow {
             stride: BASE_WORDS,
             base: AtomicU64::new(0),
             gens: Generations::default(),
-            last_lap: AtomicU64::new(0),
+            stamp: AtomicU64::new(0),
             lap_swept: AtomicU64::new(0),
             words: Box::new([]),
             thresholds: Box::new([]),
@@ -158,15 +163,20 @@ impl TimeWindow {
         self.magic = (1u128 << 64).div_ceil(u128::from(self.seconds));
     }
 
-    /// Second `sec`'s bucket, its tag in generation `g` and its lap (`sec / d`).
+    /// The tag prefix of generation `g` in era `era`.
     #[inline]
-    fn locate(&self, g: u64, sec: u64) -> (u64, &[AtomicU64], u64) {
+    fn prefix(g: u64, era: u64) -> u64 {
+        (tagged::tag_of(g, GEN_BITS) << ERA_BITS) | (era & ERA_MASK)
+    }
+
+    /// Second `sec`'s bucket and its tag under `prefix`.
+    #[inline]
+    fn locate(&self, prefix: u64, sec: u64) -> (u64, &[AtomicU64]) {
         let (lap, index) = self.divmod(sec);
         let i = index as usize * self.stride;
         (
-            (tagged::tag_of(g, GEN_BITS) << LAP_BITS) | (lap & LAP_MASK),
+            (prefix << LAP_BITS) | (lap & LAP_MASK),
             &self.words[i..i + self.stride],
-            lap,
         )
     }
 
@@ -200,48 +210,91 @@ impl TimeWindow {
             let live = tagged::tag_of(g, GEN_BITS);
             let all = sweep == Sweep::All;
             for w in self.words.iter() {
-                tagged::clear_unless(w, |v| !all && v >> (VALUE_BITS + LAP_BITS) == live);
+                tagged::clear_unless(w, |v| {
+                    !all && v >> (VALUE_BITS + LAP_BITS + ERA_BITS) == live
+                });
             }
             self.gens.swept(g);
         }
     }
 
-    /// Bookkeeping by time before a call is recorded in lap `lap`: after a whole window
-    /// with no call (`lap` two or more past the last recorded one) every bucket is stale,
-    /// and the window moves to a fresh generation of its own rather than trusting lap
-    /// tags that may have come round again; and every quarter of the lap tag space the
-    /// buckets are swept, so that within a generation no lap tag comes round either.
+    /// The era a call recorded in lap `lap` belongs to, after raising the stamp's lap to
+    /// it; `None` when a call two laps later was already recorded (this second has left
+    /// every window there is: a caller whose clock read is that old).
+    ///
+    /// A call that comes a whole window or more after the last recorded one (`lap` two
+    /// or more past it) finds every bucket stale, and starts a new era rather than trust
+    /// lap tags that may have come round again; a caller that raced it either raised the
+    /// lap first (then there is no new era) or sees the new era in the word it loses
+    /// the race to. Every quarter of the era tag space the buckets of older eras are
+    /// swept, and every quarter of the lap tag space those of other laps (`sweep_laps`),
+    /// so no tag within an era comes round either.
     #[inline]
-    fn wake(&self, lap: u64) {
-        let last = self.last_lap.load(Ordering::Acquire);
-        if lap > last {
-            self.wake_slow(last, lap);
+    fn era(&self, lap: u64) -> Option<u64> {
+        let cur = self.stamp.load(Ordering::Acquire);
+        let last = cur >> 24;
+        if lap <= last {
+            return (lap.saturating_add(2) > last).then_some(cur & 0xFF_FFFF);
         }
+        self.raise(cur, lap)
+    }
+
+    #[cold]
+    fn raise(&self, mut cur: u64, lap: u64) -> Option<u64> {
+        loop {
+            let last = cur >> 24;
+            if lap <= last {
+                return (lap.saturating_add(2) > last).then_some(cur & 0xFF_FFFF);
+            }
+            let era = if lap >= last.saturating_add(2) {
+                (cur + 1) & 0xFF_FFFF
+            } else {
+                cur & 0xFF_FFFF
+            };
+            match self.stamp.compare_exchange_weak(
+                cur,
+                (lap << 24) | era,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    if era != cur & 0xFF_FFFF && era % (1 << (ERA_BITS - 2)) == 0 {
+                        self.sweep_eras(era);
+                    }
+                    return Some(era);
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Zeroes every word of another era than `era`.
+    #[cold]
+    fn sweep_eras(&self, era: u64) {
+        for w in self.words.iter() {
+            tagged::clear_unless(w, |v| {
+                (v >> (VALUE_BITS + LAP_BITS)) & ERA_MASK == era & ERA_MASK
+            });
+        }
+    }
+
+    /// Every quarter of the lap tag space: zeroes every word that is not of the current
+    /// generation and era and within two laps of `lap`.
+    #[inline]
+    fn sweep_laps_if_due(&self, lap: u64, era: u64) {
         if Generations::sweep_due(self.lap_swept.load(Ordering::Acquire), lap, LAP_BITS) {
-            self.sweep_laps(lap);
+            self.sweep_laps(lap, era);
         }
     }
 
     #[cold]
-    fn wake_slow(&self, last: u64, lap: u64) {
-        if lap >= last.saturating_add(2) {
-            // Writers that read the old base find it changed after their write and write
-            // again (see `record`), so no call of this lap is lost.
-            self.base.fetch_add(1, Ordering::AcqRel);
-        }
-        self.last_lap.fetch_max(lap, Ordering::AcqRel);
-    }
-
-    /// Zeroes every word that is not of the current generation and within two laps of
-    /// `lap`.
-    #[cold]
-    fn sweep_laps(&self, lap: u64) {
-        let live_gen = tagged::tag_of(self.gens.current(), GEN_BITS);
+    fn sweep_laps(&self, lap: u64, era: u64) {
+        let live = Self::prefix(self.gens.current(), era);
         for w in self.words.iter() {
             tagged::clear_unless(w, |v| {
                 let tag = v >> VALUE_BITS;
                 let near = (tag.wrapping_sub(lap).wrapping_add(NEWER_LAPS)) & LAP_MASK;
-                tag >> LAP_BITS == live_gen && near <= 2 * NEWER_LAPS
+                tag >> LAP_BITS == live && near <= 2 * NEWER_LAPS
             });
         }
         self.lap_swept.fetch_max(lap, Ordering::AcqRel);
@@ -268,8 +321,8 @@ impl TimeWindow {
     /// call count: every call is counted before it is counted as failed or slow, so a
     /// reader delayed between two loads can under-state a ratio, never over-state it.
     #[inline]
-    fn add_bucket(&self, sums: &mut Sums, g: u64, sec: u64, order: Ordering) {
-        let (tag, b, _) = self.locate(g, sec);
+    fn add_bucket(&self, sums: &mut Sums, prefix: u64, sec: u64, order: Ordering) {
+        let (tag, b) = self.locate(prefix, sec);
         let read = |w: &AtomicU64| {
             let v = w.load(order);
             if v >> VALUE_BITS == tag {
@@ -286,13 +339,13 @@ impl TimeWindow {
 
     /// Sums the seconds of the window ending at `sec` that exist (the clock starts at
     /// zero): the finished ones, and the current one if `current`.
-    fn scan(&self, g: u64, sec: u64, current: bool, order: Ordering) -> Sums {
+    fn scan(&self, prefix: u64, sec: u64, current: bool, order: Ordering) -> Sums {
         let mut sums = Sums::default();
         for s in (sec + 1).saturating_sub(self.seconds)..sec {
-            self.add_bucket(&mut sums, g, s, order);
+            self.add_bucket(&mut sums, prefix, s, order);
         }
         if current {
-            self.add_bucket(&mut sums, g, sec, order);
+            self.add_bucket(&mut sums, prefix, sec, order);
         }
         sums
     }
@@ -304,7 +357,7 @@ impl TimeWindow {
     /// alone moves the key out of `BUILDING`, so two builders never write the cache at
     /// once.
     #[cold]
-    fn rebuild(&self, g: u64, sec: u64) -> Sums {
+    fn rebuild(&self, g: u64, prefix: u64, sec: u64) -> Sums {
         let body = Self::key_body(g, sec);
         let k = self.key.load(Ordering::SeqCst);
         let building = key(BUILDING, key_version(k) + 1, body);
@@ -314,13 +367,13 @@ impl TimeWindow {
                 .compare_exchange(k, building, Ordering::SeqCst, Ordering::Relaxed)
                 .is_err()
         {
-            return self.scan(g, sec, true, Ordering::Acquire);
+            return self.scan(prefix, sec, true, Ordering::Acquire);
         }
         // Readers that see one of the stores below see the key change first (seqlock).
         fence(Ordering::Release);
         // SeqCst loads pair with the writers' SeqCst update-then-check (see `record`):
         // a late write into a finished second is either seen here or invalidates the key.
-        let past = self.scan(g, sec, false, Ordering::SeqCst);
+        let past = self.scan(prefix, sec, false, Ordering::SeqCst);
         for (slot, v) in self.cache.iter().zip(past.0) {
             slot.store(v, Ordering::Relaxed);
         }
@@ -342,7 +395,7 @@ impl TimeWindow {
             }
         }
         let mut sums = past;
-        self.add_bucket(&mut sums, g, sec, Ordering::Acquire);
+        self.add_bucket(&mut sums, prefix, sec, Ordering::Acquire);
         sums
     }
 
@@ -422,39 +475,33 @@ impl Window for TimeWindow {
         }
         let sec = now_nanos / NANOS_PER_SEC;
         let (lap, _) = self.divmod(sec);
-        self.wake(lap);
+        let Some(era) = self.era(lap) else {
+            return;
+        };
+        self.sweep_laps_if_due(lap, era);
+        let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
+        self.enter(g);
+        let late = || self.gens.is_late(g);
+        if late() {
+            return;
+        }
+        let (tag, bucket) = self.locate(Self::prefix(g, era), sec);
+        // Calls first, then failures and slow counts (see `add_bucket`).
+        if !add(&bucket[TOTAL], tag, 1, late) {
+            return;
+        }
+        if record.failure {
+            add(&bucket[FAILURES], tag, 1, late);
+        }
         // 64-bit arithmetic: a 128-bit division is a library call.
         let nanos = u64::try_from(record.duration.as_nanos()).unwrap_or(u64::MAX);
         let micros = nanos.saturating_add(500) / 1000;
-        loop {
-            let base = self.base.load(Ordering::Acquire);
-            if lap.saturating_add(2) <= self.last_lap.load(Ordering::Acquire) {
-                // A call was already recorded two laps later: this second has left every
-                // window there is (a caller whose clock read is that old).
-                return;
-            }
-            let g = generation.wrapping_add(base);
-            self.enter(g);
-            let (tag, bucket, _) = self.locate(g, sec);
-            let late = || self.gens.is_late(g);
-            // Calls first, then failures and slow counts (see `add_bucket`).
-            if !late() && add(&bucket[TOTAL], tag, 1, late) {
-                if record.failure {
-                    add(&bucket[FAILURES], tag, 1, late);
-                }
-                if micros > 0 {
-                    add(&bucket[MICROS], tag, micros, late);
-                }
-                for (i, &(t, _)) in self.thresholds.iter().enumerate() {
-                    if nanos >= t {
-                        add(&bucket[BASE_WORDS + i], tag, 1, late);
-                    }
-                }
-            }
-            // The window moved to a generation of its own meanwhile (woken from idleness,
-            // or reset): what we wrote is stale, so write again in the new one.
-            if self.base.load(Ordering::Acquire) == base {
-                break;
+        if micros > 0 {
+            add(&bucket[MICROS], tag, micros, late);
+        }
+        for (i, &(t, _)) in self.thresholds.iter().enumerate() {
+            if nanos >= t {
+                add(&bucket[BASE_WORDS + i], tag, 1, late);
             }
         }
         // Dekker-style pairing with `rebuild`: our SeqCst updates come before this SeqCst
@@ -472,15 +519,16 @@ impl Window for TimeWindow {
         }
         let sec = now_nanos / NANOS_PER_SEC;
         let (lap, _) = self.divmod(sec);
-        if lap >= self.last_lap.load(Ordering::Acquire).saturating_add(2) {
+        let stamp = self.stamp.load(Ordering::Acquire);
+        if lap >= (stamp >> 24).saturating_add(2) {
             // No call in the last whole window.
             return self.to_metric(&Sums::default());
         }
-        if Generations::sweep_due(self.lap_swept.load(Ordering::Acquire), lap, LAP_BITS) {
-            self.sweep_laps(lap);
-        }
+        let era = stamp & 0xFF_FFFF;
+        self.sweep_laps_if_due(lap, era);
         let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
         self.enter(g);
+        let prefix = Self::prefix(g, era);
         let body = Self::key_body(g, sec);
         let k = self.key.load(Ordering::Acquire);
         if key_state(k) == VALID && k & KEY_BODY_MASK == body {
@@ -490,11 +538,11 @@ impl Window for TimeWindow {
             }
             fence(Ordering::Acquire);
             if self.key.load(Ordering::Relaxed) == k {
-                self.add_bucket(&mut sums, g, sec, Ordering::Acquire);
+                self.add_bucket(&mut sums, prefix, sec, Ordering::Acquire);
                 return self.to_metric(&sums);
             }
         }
-        let sums = self.rebuild(g, sec);
+        let sums = self.rebuild(g, prefix, sec);
         self.to_metric(&sums)
     }
 

@@ -26,12 +26,14 @@ pub(super) fn message(
     signal: &Signal,
     placement: Placement<'_>,
 ) -> Value {
-    let name = escape(&signal.circuit_name);
+    // Control characters escaped first, so a name cannot start a line of its own.
+    let shown = crate::error::escaped(&signal.circuit_name).to_string();
+    let name = escape(&shown);
     let (old, new) = (signal.old_state.as_str(), signal.new_state.as_str());
     let mut body = json!({
         "attachments": [{
             "color": template.color(),
-            "fallback": format!("{}: {} {old} → {new}", template.title(), signal.circuit_name),
+            "fallback": format!("{}: {shown} {old} → {new}", template.title()),
             "blocks": [
                 {
                     "type": "section",
