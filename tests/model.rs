@@ -1,6 +1,8 @@
-//! Model-based property test: random sequences of calls, clock moves and manual commands
-//! are applied both to a breaker and to a small reference model written here from SPEC
-//! §1–§6; state, reopens, metrics and failure streak must agree after every step.
+//! Model-based property test: random sequences of calls, clock moves (up to days) and
+//! manual commands (up to hundreds of thousands of them in a row, R-1) are applied both
+//! to a breaker — the sync one and the async one — and to a small reference model written
+//! here from SPEC §1–§6; state, reopens, metrics and failure streak must agree after
+//! every step.
 
 mod support;
 
@@ -13,7 +15,7 @@ use fluxgate::retries::Backoff;
 use fluxgate::trackers::TypeOf;
 use fluxgate::trippers::{FailureRate, FailureStreak, MinRequests, SlowRate};
 use fluxgate::windows::CountWindow;
-use fluxgate::{permits, CircuitBreaker, Error, State};
+use fluxgate::{permits, AsyncCircuitBreaker, CircuitBreaker, Error, State};
 use proptest::prelude::*;
 use support::Untracked;
 
@@ -27,6 +29,8 @@ enum Op {
     Untracked(u64),
     Advance(u64),
     Reset,
+    /// This many silent resets in a row (each one a transition).
+    Resets(u32),
     Disable,
     MetricsOnly,
     ForceOpen,
@@ -38,7 +42,9 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u64..1500).prop_map(Op::Failure),
         2 => (0u64..1500).prop_map(Op::Untracked),
         3 => (0u64..30_000).prop_map(Op::Advance),
+        1 => (0u64..3 * 86_400_000).prop_map(Op::Advance),
         1 => Just(Op::Reset),
+        1 => prop_oneof![9 => 1u32..5, 1 => 60_000u32..140_000].prop_map(Op::Resets),
         1 => Just(Op::Disable),
         1 => Just(Op::MetricsOnly),
         1 => Just(Op::ForceOpen),
@@ -133,80 +139,191 @@ impl Model {
     }
 }
 
-fn breaker(clock: &ManualClock) -> CircuitBreaker {
-    CircuitBreaker::builder("model")
-        .window(CountWindow::new(WINDOW))
-        .tracker(TypeOf::<io::Error>::new())
-        .tripper(
-            FailureStreak::new(3)
-                | (MinRequests::new(4) & FailureRate::new(0.5))
-                | (MinRequests::new(4) & SlowRate::new(0.75, Duration::from_millis(SLOW_MS))),
-        )
-        .retry(
-            Backoff::new(Duration::from_secs(10))
-                .multiplier(2.0)
-                .max(Duration::from_secs(40)),
-        )
-        .permit(permits::All)
-        .clock(clock.clone())
-        .build()
-        .unwrap()
+macro_rules! configured {
+    ($builder:expr, $clock:expr) => {
+        $builder
+            .window(CountWindow::new(WINDOW))
+            .tracker(TypeOf::<io::Error>::new())
+            .tripper(
+                FailureStreak::new(3)
+                    | (MinRequests::new(4) & FailureRate::new(0.5))
+                    | (MinRequests::new(4) & SlowRate::new(0.75, Duration::from_millis(SLOW_MS))),
+            )
+            .retry(
+                Backoff::new(Duration::from_secs(10))
+                    .multiplier(2.0)
+                    .max(Duration::from_secs(40)),
+            )
+            .permit(permits::All)
+            .clock($clock.clone())
+            .build()
+            .unwrap()
+    };
 }
 
-fn run_call<E: std::error::Error + 'static>(
-    cb: &CircuitBreaker,
-    clock: &ManualClock,
-    ms: u64,
-    result: Result<(), E>,
-) -> Answer {
-    match cb.call(|| {
-        clock.advance(Duration::from_millis(ms));
-        result
-    }) {
+/// What the test needs of a face: one call that takes `ms` and ends as `result`, and the
+/// manual commands.
+trait Face {
+    fn run<E: std::error::Error + Send + 'static>(
+        &self,
+        clock: &ManualClock,
+        ms: u64,
+        result: Result<(), E>,
+    ) -> Answer;
+    fn command(&self, op: &Op);
+    fn info(&self) -> fluxgate::Info;
+}
+
+fn answer<E>(r: Result<(), Error<E>>) -> Answer {
+    match r {
         Err(Error::Rejected(r)) => Answer::Rejected(r.state()),
         _ => Answer::Ran,
     }
 }
 
+macro_rules! commands {
+    ($cb:expr, $op:expr) => {
+        match *$op {
+            Op::Reset => $cb.reset(),
+            Op::Resets(n) => (0..n).for_each(|_| $cb.reset_silently()),
+            Op::Disable => $cb.disable(),
+            Op::MetricsOnly => $cb.metrics_only(),
+            Op::ForceOpen => $cb.force_open(),
+            _ => unreachable!("not a command"),
+        }
+    };
+}
+
+impl Face for CircuitBreaker {
+    fn run<E: std::error::Error + Send + 'static>(
+        &self,
+        clock: &ManualClock,
+        ms: u64,
+        result: Result<(), E>,
+    ) -> Answer {
+        answer(self.call(|| {
+            clock.advance(Duration::from_millis(ms));
+            result
+        }))
+    }
+    fn command(&self, op: &Op) {
+        commands!(self, op)
+    }
+    fn info(&self) -> fluxgate::Info {
+        CircuitBreaker::info(self)
+    }
+}
+
+/// The async breaker, driven on a current-thread runtime.
+struct Async(AsyncCircuitBreaker, tokio::runtime::Runtime);
+
+impl Face for Async {
+    fn run<E: std::error::Error + Send + 'static>(
+        &self,
+        clock: &ManualClock,
+        ms: u64,
+        result: Result<(), E>,
+    ) -> Answer {
+        answer(self.1.block_on(self.0.call(|| async move {
+            clock.advance(Duration::from_millis(ms));
+            result
+        })))
+    }
+    fn command(&self, op: &Op) {
+        commands!(self.0, op)
+    }
+    fn info(&self) -> fluxgate::Info {
+        self.0.info()
+    }
+}
+
+fn agrees_with_model(cb: &impl Face, clock: &ManualClock, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut model = Model::new();
+    for (step, op) in ops.iter().enumerate() {
+        let (got, want) = match *op {
+            Op::Success(ms) => (
+                cb.run::<io::Error>(clock, ms, Ok(())),
+                model.call(Some(false), ms),
+            ),
+            Op::Failure(ms) => (
+                cb.run(clock, ms, Err(io::Error::other("x"))),
+                model.call(Some(true), ms),
+            ),
+            Op::Untracked(ms) => (cb.run(clock, ms, Err(Untracked)), model.call(None, ms)),
+            Op::Advance(ms) => {
+                clock.advance(Duration::from_millis(ms));
+                model.now += ms;
+                (Answer::Ran, Answer::Ran)
+            }
+            Op::Reset | Op::Resets(_) => {
+                cb.command(op);
+                model.transition(State::Closed);
+                (Answer::Ran, Answer::Ran)
+            }
+            Op::Disable => {
+                cb.command(op);
+                model.transition(State::Disabled);
+                (Answer::Ran, Answer::Ran)
+            }
+            Op::MetricsOnly => {
+                cb.command(op);
+                model.transition(State::MetricsOnly);
+                (Answer::Ran, Answer::Ran)
+            }
+            Op::ForceOpen => {
+                cb.command(op);
+                model.transition(State::ForcedOpen);
+                (Answer::Ran, Answer::Ran)
+            }
+        };
+        prop_assert_eq!(got, want, "answer at step {} ({:?})", step, op);
+        let info = cb.info();
+        let m = info.metric;
+        prop_assert_eq!(info.state, model.state, "state at step {} ({:?})", step, op);
+        prop_assert_eq!(info.reopens, model.reopens, "reopens at step {}", step);
+        prop_assert_eq!(
+            info.consecutive_failures,
+            model.streak,
+            "streak at step {}",
+            step
+        );
+        prop_assert_eq!(
+            m.total_count,
+            model.window.len() as u64,
+            "total at step {}",
+            step
+        );
+        prop_assert_eq!(
+            m.failure_count,
+            model.window.iter().filter(|r| r.0).count() as u64
+        );
+        prop_assert_eq!(
+            m.total_duration,
+            Duration::from_millis(model.window.iter().map(|r| r.1).sum())
+        );
+        prop_assert_eq!(
+            m.slow_count(Duration::from_millis(SLOW_MS)),
+            model.window.iter().filter(|r| r.1 >= SLOW_MS).count() as u64
+        );
+    }
+    Ok(())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn breaker_agrees_with_reference_model(ops in proptest::collection::vec(op(), 1..120)) {
         let clock = ManualClock::new();
-        let cb = breaker(&clock);
-        let mut model = Model::new();
-        for (step, op) in ops.iter().enumerate() {
-            let (got, want) = match *op {
-                Op::Success(ms) => (run_call::<io::Error>(&cb, &clock, ms, Ok(())), model.call(Some(false), ms)),
-                Op::Failure(ms) => (run_call(&cb, &clock, ms, Err(io::Error::other("x"))), model.call(Some(true), ms)),
-                Op::Untracked(ms) => (run_call(&cb, &clock, ms, Err(Untracked)), model.call(None, ms)),
-                Op::Advance(ms) => {
-                    clock.advance(Duration::from_millis(ms));
-                    model.now += ms;
-                    (Answer::Ran, Answer::Ran)
-                }
-                Op::Reset => { cb.reset(); model.transition(State::Closed); (Answer::Ran, Answer::Ran) }
-                Op::Disable => { cb.disable(); model.transition(State::Disabled); (Answer::Ran, Answer::Ran) }
-                Op::MetricsOnly => { cb.metrics_only(); model.transition(State::MetricsOnly); (Answer::Ran, Answer::Ran) }
-                Op::ForceOpen => { cb.force_open(); model.transition(State::ForcedOpen); (Answer::Ran, Answer::Ran) }
-            };
-            prop_assert_eq!(got, want, "answer at step {} ({:?})", step, op);
-            let info = cb.info();
-            let m = info.metric;
-            prop_assert_eq!(info.state, model.state, "state at step {} ({:?})", step, op);
-            prop_assert_eq!(info.reopens, model.reopens, "reopens at step {}", step);
-            prop_assert_eq!(info.consecutive_failures, model.streak, "streak at step {}", step);
-            prop_assert_eq!(m.total_count, model.window.len() as u64, "total at step {}", step);
-            prop_assert_eq!(m.failure_count, model.window.iter().filter(|r| r.0).count() as u64);
-            prop_assert_eq!(
-                m.total_duration,
-                Duration::from_millis(model.window.iter().map(|r| r.1).sum())
-            );
-            prop_assert_eq!(
-                m.slow_count(Duration::from_millis(SLOW_MS)),
-                model.window.iter().filter(|r| r.1 >= SLOW_MS).count() as u64
-            );
-        }
+        let cb: CircuitBreaker = configured!(CircuitBreaker::builder("model"), clock);
+        agrees_with_model(&cb, &clock, &ops)?;
+    }
+
+    #[test]
+    fn async_breaker_agrees_with_reference_model(ops in proptest::collection::vec(op(), 1..120)) {
+        let clock = ManualClock::new();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let cb = Async(configured!(AsyncCircuitBreaker::builder("model"), clock), rt);
+        agrees_with_model(&cb, &clock, &ops)?;
     }
 }
