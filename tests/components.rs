@@ -608,6 +608,7 @@ fn w2_time_window_records_of_old_generations_never_come_back() {
     w.record(3, 5 * NS_PER_SEC, Record::failure(MS));
     assert_eq!(w.metric(3, 10 * NS_PER_SEC).total_count, 1);
     for later in [4u64, 3 + 256, 3 + 512, 3 + 65_536, 3 + (1 << 24)] {
+        w.advance(later);
         assert_eq!(
             w.metric(later, 10 * NS_PER_SEC).total_count,
             0,

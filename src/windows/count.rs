@@ -220,7 +220,6 @@ impl Window for CountWindow {
     #[inline]
     fn record(&self, generation: u64, _now_nanos: u64, record: Record) {
         let g = self.effective(generation);
-        self.enter(g);
         let tag = tagged::tag_of(g, TAG_BITS);
         if record.duration.is_zero() && self.uniform(tag, record.failure) {
             // Every slot already holds this very record: appending it and evicting the
@@ -234,7 +233,6 @@ impl Window for CountWindow {
 
     fn metric(&self, generation: u64, _now_nanos: u64) -> Metric {
         let g = self.effective(generation);
-        self.enter(g);
         let tag = tagged::tag_of(g, TAG_BITS);
         let counts = tagged::read(&self.counts, tag, VALUE_BITS);
         let size = self.size as u64;

@@ -34,8 +34,10 @@ pub use time::TimeWindow;
 /// use fluxgate::Record;
 ///
 /// let w = CountWindow::new(2);
+/// w.advance(7);
 /// for _ in 0..3 { w.record(7, 0, Record::failure(Duration::ZERO)); }
 /// assert_eq!(w.metric(7, 0).total_count, 2);          // FIFO: only the last two
+/// w.advance(8);
 /// assert_eq!(w.metric(8, 0).total_count, 0);          // a new generation starts empty
 /// ```
 pub trait Window: Send + Sync + 'static {
@@ -49,10 +51,11 @@ pub trait Window: Send + Sync + 'static {
     fn reset(&self);
 
     /// Tells the window that `generation` is now the breaker's state epoch, before any
-    /// call of it is recorded. The breaker calls it on every transition; a window whose
-    /// words carry truncated generation tags uses it to retire stale words (R-1). The
-    /// default does nothing.
-    ///
+    /// call of it is recorded or read. The breaker calls it on every transition; whoever
+    /// drives a window by hand must do the same whenever the generation changes. The
+    /// windows of this crate use it to tell late writers from current ones and to retire
+    /// stale words before their truncated tags could come round again (R-1). The default
+    /// does nothing.
     /// ```
     /// use std::time::Duration;
     /// use fluxgate::windows::{CountWindow, Window};
@@ -94,6 +97,9 @@ impl<W: Window + ?Sized> Window for Box<W> {
     }
     fn reset(&self) {
         (**self).reset()
+    }
+    fn advance(&self, generation: u64) {
+        (**self).advance(generation)
     }
     fn set_slow_thresholds(&mut self, thresholds: &[Duration]) {
         (**self).set_slow_thresholds(thresholds)

@@ -480,7 +480,6 @@ impl Window for TimeWindow {
         };
         self.sweep_laps_if_due(lap, era);
         let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
-        self.enter(g);
         let late = || self.gens.is_late(g);
         if late() {
             return;
@@ -527,7 +526,6 @@ impl Window for TimeWindow {
         let era = stamp & 0xFF_FFFF;
         self.sweep_laps_if_due(lap, era);
         let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
-        self.enter(g);
         let prefix = Self::prefix(g, era);
         let body = Self::key_body(g, sec);
         let k = self.key.load(Ordering::Acquire);
@@ -633,7 +631,10 @@ mod tests {
                     // time moves on, sometimes by more than the window
                     0..=3 => now += rng.u64(0..3 * SEC),
                     4 => now += rng.u64(0..(span + 2) * SEC),
-                    5 => generation += 1,
+                    5 => {
+                        generation += 1;
+                        w.advance(generation);
+                    }
                     op => {
                         let r = Record {
                             failure: rng.bool(),
