@@ -172,7 +172,12 @@ impl TimeWindow {
     /// Second `sec`'s bucket and its tag under `prefix`.
     #[inline]
     fn locate(&self, prefix: u64, sec: u64) -> (u64, &[AtomicU64]) {
-        let (lap, index) = self.divmod(sec);
+        self.locate_at(prefix, self.divmod(sec))
+    }
+
+    /// The bucket and tag of the second whose `(lap, index)` is given.
+    #[inline]
+    fn locate_at(&self, prefix: u64, (lap, index): (u64, u64)) -> (u64, &[AtomicU64]) {
         let i = index as usize * self.stride;
         (
             (prefix << LAP_BITS) | (lap & LAP_MASK),
@@ -261,6 +266,12 @@ impl TimeWindow {
                     if era != cur & 0xFF_FFFF && era % (1 << (ERA_BITS - 2)) == 0 {
                         self.sweep_eras(era);
                     }
+                    // The stamp's lap only ever rises here, so this keeps the last lap
+                    // sweep within a quarter of the lap tag space of every recorded call.
+                    if Generations::sweep_due(self.lap_swept.load(Ordering::Acquire), lap, LAP_BITS)
+                    {
+                        self.sweep_laps(lap, era);
+                    }
                     return Some(era);
                 }
                 Err(actual) => cur = actual,
@@ -278,15 +289,8 @@ impl TimeWindow {
         }
     }
 
-    /// Every quarter of the lap tag space: zeroes every word that is not of the current
-    /// generation and era and within two laps of `lap`.
-    #[inline]
-    fn sweep_laps_if_due(&self, lap: u64, era: u64) {
-        if Generations::sweep_due(self.lap_swept.load(Ordering::Acquire), lap, LAP_BITS) {
-            self.sweep_laps(lap, era);
-        }
-    }
-
+    /// Zeroes every word that is not of the current generation and `era` and within two
+    /// laps of `lap` (every quarter of the lap tag space, see `raise`).
     #[cold]
     fn sweep_laps(&self, lap: u64, era: u64) {
         let live = Self::prefix(self.gens.current(), era);
@@ -474,17 +478,16 @@ impl Window for TimeWindow {
             return;
         }
         let sec = now_nanos / NANOS_PER_SEC;
-        let (lap, _) = self.divmod(sec);
-        let Some(era) = self.era(lap) else {
+        let at = self.divmod(sec);
+        let Some(era) = self.era(at.0) else {
             return;
         };
-        self.sweep_laps_if_due(lap, era);
         let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
         let late = || self.gens.is_late(g);
         if late() {
             return;
         }
-        let (tag, bucket) = self.locate(Self::prefix(g, era), sec);
+        let (tag, bucket) = self.locate_at(Self::prefix(g, era), at);
         // Calls first, then failures and slow counts (see `add_bucket`).
         if !add(&bucket[TOTAL], tag, 1, late) {
             return;
@@ -524,7 +527,6 @@ impl Window for TimeWindow {
             return self.to_metric(&Sums::default());
         }
         let era = stamp & 0xFF_FFFF;
-        self.sweep_laps_if_due(lap, era);
         let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
         let prefix = Self::prefix(g, era);
         let body = Self::key_body(g, sec);
