@@ -543,7 +543,12 @@ fn gen_config(rng: &mut fastrand::Rng, small_window: bool) -> Config {
     }
 }
 
-fn gen_duration(rng: &mut fastrand::Rng) -> u64 {
+/// A call's duration; with `hung`, a dependency without timeouts: calls that hang for
+/// hours, over a day (M-2: they count with their real duration).
+fn gen_duration(rng: &mut fastrand::Rng, hung: bool) -> u64 {
+    if hung && rng.u32(0..3) == 0 {
+        return rng.u64(64 * 3600..=64 * 3600 * 30);
+    }
     match rng.u32(0..1000) {
         0..=99 => 0,
         100..=699 => rng.u64(0..=64),
@@ -590,7 +595,7 @@ fn gen_cycle(rng: &mut fastrand::Rng) -> Vec<Cmd> {
 }
 
 /// A call that fails (tracked) with probability `fail`.
-fn gen_call(rng: &mut fastrand::Rng, fail: f64) -> Step {
+fn gen_call(rng: &mut fastrand::Rng, fail: f64, hung: bool) -> Step {
     let kind = if rng.u32(0..14) == 0 {
         Kind::Untracked
     } else if rng.f64() < fail {
@@ -598,10 +603,11 @@ fn gen_call(rng: &mut fastrand::Rng, fail: f64) -> Step {
     } else {
         Kind::Ok
     };
-    Step::Call(kind, gen_duration(rng), rng.u64(..))
+    Step::Call(kind, gen_duration(rng, hung), rng.u64(..))
 }
 
 fn gen_steps(rng: &mut fastrand::Rng, cfg: &Config, fail: f64, long: bool) -> Vec<Step> {
+    let hung = rng.u32(0..30) == 0;
     let len = if long {
         rng.usize(150..=400)
     } else if rng.u32(0..10) == 0 {
@@ -613,7 +619,7 @@ fn gen_steps(rng: &mut fastrand::Rng, cfg: &Config, fail: f64, long: bool) -> Ve
     let calls = if long { 97 } else { 74 };
     (0..len)
         .map(|_| match rng.u32(0..100) {
-            x if x <= calls => gen_call(rng, fail),
+            x if x <= calls => gen_call(rng, fail, hung),
             _ if long => Step::Advance(rng.u64(1..=128)),
             75..=91 => Step::Advance(gen_advance(rng, &cfg.window)),
             92..=98 => Step::Cmd(gen_cmd(rng)),
@@ -640,7 +646,7 @@ fn gen_marathon(rng: &mut fastrand::Rng, id: usize) -> Scenario {
             steps.push(Step::Call(Kind::Fail, rng.u64(0..=2), 0));
         }
         steps.push(Step::Cmd(Cmd::Reset));
-        steps.extend((0..10).map(|_| gen_call(rng, 0.5)));
+        steps.extend((0..10).map(|_| gen_call(rng, 0.5, false)));
         return Scenario { id, cfg, steps };
     }
     cfg.window = match (id / 2) % 2 {
@@ -648,7 +654,7 @@ fn gen_marathon(rng: &mut fastrand::Rng, id: usize) -> Scenario {
         _ => WindowCfg::Time(rng.u64(1..=4)),
     };
     for _ in 0..rng.usize(1..=2) {
-        steps.extend((0..rng.usize(0..=20)).map(|_| gen_call(rng, 0.5)));
+        steps.extend((0..rng.usize(0..=20)).map(|_| gen_call(rng, 0.5, false)));
         // Around the widths of the tags a word carries: 2^16 and 2^15 transitions.
         let n = match rng.u32(0..3) {
             0 => 65_536 - rng.u64(0..=2),
@@ -660,7 +666,7 @@ fn gen_marathon(rng: &mut fastrand::Rng, id: usize) -> Scenario {
             if rng.u32(0..5) == 0 {
                 Step::Advance(rng.u64(1..=128))
             } else {
-                gen_call(rng, 0.5)
+                gen_call(rng, 0.5, false)
             }
         }));
     }
