@@ -1091,7 +1091,7 @@ fn differential_against_python_fluxgate_0_9_4() {
     // Shrink the shortest few and show them step by step.
     failing.sort_by_key(|&i| scenarios[i].steps.len());
     let shown = env_number("FLUXGATE_DIFF_SHOW", SHOWN as u64) as usize;
-    let deadline = Instant::now() + Duration::from_secs(20 * shown.div_ceil(SHOWN) as u64);
+    let deadline = Instant::now() + Duration::from_secs(10 * shown.div_ceil(SHOWN) as u64);
     for &i in failing.iter().take(shown) {
         let small = shrink(&mut py, scenarios[i].clone(), deadline);
         let rust = run_rust(&small);
