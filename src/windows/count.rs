@@ -24,8 +24,8 @@ pub const MAX_COUNT_WINDOW: usize = 1 << 22;
 /// records plus running totals, each update a single compare-and-swap, and a success that
 /// replaces an identical success writes nothing at all.
 ///
-/// Limits: `n` is in `1..=4_194_304`; one record's duration is kept up to about 19 hours
-/// and the window's summed duration up to about 39 hours.
+/// Limits: `n` is in `1..=4_194_304`. Durations are kept in whole microseconds, one
+/// record's up to 2.2 years and the window's sum up to 8.9 years.
 ///
 /// ```
 /// use std::time::Duration;
@@ -132,9 +132,7 @@ impl CountWindow {
         if self.slots.is_empty() || self.gens.is_late(g) {
             return;
         }
-        let dur = u64::try_from(record.duration.as_nanos())
-            .unwrap_or(u64::MAX)
-            .min(SLOT_DUR_MAX);
+        let dur = micros(record.duration);
         let new_slot =
             (tag << VALUE_BITS) | SLOT_VALID | if record.failure { SLOT_FAIL } else { 0 } | dur;
         // Positions are handed out once each; the slot is then replaced by CAS so that
@@ -216,12 +214,23 @@ fn slot_valid_for(slot: u64, tag: u64) -> bool {
     slot & SLOT_VALID != 0 && slot >> VALUE_BITS == tag
 }
 
+/// A duration in whole microseconds (the nanoseconds below one are dropped), at most
+/// `SLOT_DUR_MAX` (2.2 years). A call is slow for threshold `t` when these microseconds
+/// reach `t` rounded up to a whole microsecond, on insertion and eviction alike: exact
+/// for every threshold that is a whole number of microseconds.
+#[inline]
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos() / 1000)
+        .unwrap_or(u64::MAX)
+        .min(SLOT_DUR_MAX)
+}
+
 impl Window for CountWindow {
     #[inline]
     fn record(&self, generation: u64, _now_nanos: u64, record: Record) {
         let g = self.effective(generation);
         let tag = tagged::tag_of(g, TAG_BITS);
-        if record.duration.is_zero() && self.uniform(tag, record.failure) {
+        if record.duration < Duration::from_micros(1) && self.uniform(tag, record.failure) {
             // Every slot already holds this very record: appending it and evicting the
             // oldest leaves the window as it is, so nothing is written. A healthy
             // dependency's steady state (all successes) thus writes no shared memory,
@@ -242,7 +251,7 @@ impl Window for CountWindow {
         let dur = if dur == 0 {
             Duration::ZERO
         } else {
-            Duration::from_nanos(dur)
+            Duration::from_micros(dur)
         };
         if self.thresholds.is_empty() {
             Metric::totals(total, fail, dur)
@@ -265,7 +274,12 @@ impl Window for CountWindow {
     fn set_slow_thresholds(&mut self, thresholds: &[Duration]) {
         self.thresholds = thresholds
             .iter()
-            .map(|t| (u64::try_from(t.as_nanos()).unwrap_or(u64::MAX), *t))
+            .map(|t| {
+                (
+                    u64::try_from(t.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX),
+                    *t,
+                )
+            })
             .collect();
         self.slow = thresholds.iter().map(|_| AtomicU64::new(0)).collect();
     }
