@@ -10,17 +10,17 @@
 //!   epoch.
 //! - Transitions are serialised by one mutex that the hot path never takes; `changed` is
 //!   written before `word` (release), so a reader that sees an epoch sees its time.
-//! - Signals are queued under that mutex and delivered by whichever thread drains the
-//!   queue, outside every lock, in transition order (SM-16, SM-18, SM-19).
+//! - Signals take their place in line under that mutex and are delivered outside every
+//!   lock, in transition order, by the thread that caused them or a background thread
+//!   (`dispatch`: SM-16, SM-18, SM-19, R-2).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
 use crate::error::RejectionName;
-use crate::listeners::{notify_one, Listener};
+use crate::listeners::Listener;
 use crate::permits::Permit;
 use crate::retries::{Retry, RetryContext};
 use crate::trackers::Tracker;
@@ -28,7 +28,10 @@ use crate::trippers::{TripContext, Tripper};
 use crate::windows::{tagged, Window};
 use crate::{CallNotPermitted, Metric, Record, Signal, State};
 
+pub(crate) mod dispatch;
 mod ticket;
+use dispatch::Dispatcher;
+pub(crate) use dispatch::SignalHook;
 pub use ticket::{Outcome, Ticket};
 
 const STATE_BITS: u32 = 3;
@@ -61,10 +64,6 @@ fn newer16(a: u64, b: u64) -> bool {
     (a.wrapping_sub(b) as u16 as i16) > 0
 }
 
-/// Something that runs after the sync listeners for each signal (the async face uses it
-/// to start async listeners).
-pub(crate) type SignalHook = Box<dyn Fn(&Signal) + Send + Sync>;
-
 /// Snapshot of a breaker (see `CircuitBreaker::info`).
 ///
 /// ```
@@ -74,6 +73,8 @@ pub(crate) type SignalHook = Box<dyn Fn(&Signal) + Send + Sync>;
 /// assert_eq!(info.state, fluxgate::State::Closed);
 /// assert_eq!(info.reopens, 0);
 /// assert_eq!(info.metric.total_count, 0);
+/// assert_eq!(info.pending_signals, 0);
+/// assert_eq!(info.coalesced_signals, 0);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -90,12 +91,16 @@ pub struct Info {
     pub metric: Metric,
     /// Tracked failures in a row.
     pub consecutive_failures: u64,
+    /// Signals not yet handed to the listeners: queued behind a slow listener, or being
+    /// delivered (R-2).
+    pub pending_signals: usize,
+    /// Signals merged with their neighbours because listeners fell behind, since the
+    /// breaker was built (R-2; see the `listeners` module).
+    pub coalesced_signals: u64,
 }
 
 struct Transitions {
     changed_wall: SystemTime,
-    queue: VecDeque<Signal>,
-    dispatching: bool,
 }
 
 pub(crate) struct Parts {
@@ -109,7 +114,7 @@ pub(crate) struct Parts {
     pub(crate) time_calls: bool,
     pub(crate) max_half_open_calls: u32,
     pub(crate) listeners: Vec<Arc<dyn Listener>>,
-    pub(crate) hook: Option<SignalHook>,
+    pub(crate) hook: Option<Box<dyn SignalHook>>,
 }
 
 /// The shared state machine (crate-internal; unnameable outside).
@@ -130,9 +135,7 @@ pub struct Core {
     retry: Box<dyn Retry>,
     permit: Box<dyn Permit>,
     clock: Arc<dyn Clock>,
-    listeners: Vec<Arc<dyn Listener>>,
-    hook: Option<SignalHook>,
-    notifies: bool,
+    dispatch: Dispatcher,
     transitions: Mutex<Transitions>,
 }
 
@@ -149,7 +152,7 @@ impl Core {
         let now = p.clock.now_nanos();
         let wall = p.clock.wall();
         let needs_now = p.time_calls || p.window.needs_time();
-        let notifies = !p.listeners.is_empty() || p.hook.is_some();
+        let dispatch = Dispatcher::new(p.name.clone(), p.listeners, p.hook);
         Core {
             word: AtomicU64::new(pack(State::Closed, 0)),
             streak: AtomicU64::new(0),
@@ -167,14 +170,8 @@ impl Core {
             retry: p.retry,
             permit: p.permit,
             clock: p.clock,
-            listeners: p.listeners,
-            hook: p.hook,
-            notifies,
-            transitions: Mutex::new(Transitions {
-                changed_wall: wall,
-                queue: VecDeque::new(),
-                dispatching: false,
-            }),
+            dispatch,
+            transitions: Mutex::new(Transitions { changed_wall: wall }),
         }
     }
 
@@ -405,46 +402,13 @@ impl Core {
             .store(Self::pack_changed(epoch, now), Ordering::Release);
         self.word.store(pack(to, epoch), Ordering::Release);
         t.changed_wall = wall;
-        let queued = notify && self.notifies;
-        if queued {
-            t.queue
-                .push_back(Signal::new(self.name.clone(), from, to, wall));
-        }
-        drop(t);
-        if queued {
-            self.drain();
+        if notify && self.dispatch.is_active() {
+            // In line while the transition is still exclusive (SM-19); `t` is released
+            // before any listener runs (SM-16, SM-18).
+            let signal = Signal::new(self.name.clone(), from, to, wall);
+            self.dispatch.publish(signal, t);
         }
         true
-    }
-
-    /// Delivers queued signals unless another frame or thread is already doing so; that
-    /// one will deliver ours too, in order (SM-18, SM-19).
-    fn drain(&self) {
-        {
-            let mut t = self.lock();
-            if t.dispatching {
-                return;
-            }
-            t.dispatching = true;
-        }
-        loop {
-            let signal = {
-                let mut t = self.lock();
-                match t.queue.pop_front() {
-                    Some(s) => s,
-                    None => {
-                        t.dispatching = false;
-                        return;
-                    }
-                }
-            };
-            for l in &self.listeners {
-                notify_one(&**l, &signal);
-            }
-            if let Some(hook) = &self.hook {
-                hook(&signal);
-            }
-        }
     }
 
     pub(crate) fn info(&self) -> Info {
@@ -461,6 +425,8 @@ impl Core {
             reopens: self.reopens.load(Ordering::Acquire),
             metric: self.window.metric(epoch, now),
             consecutive_failures: tagged::read(&self.streak, tag16(epoch), STREAK_BITS),
+            pending_signals: self.dispatch.pending(),
+            coalesced_signals: self.dispatch.coalesced(),
         }
     }
 
