@@ -214,6 +214,7 @@ impl Dispatcher {
             return;
         };
         let me = thread::current().id();
+        let mut warn = None;
         let own = {
             let mut line = shared.lock();
             if line.owner == Owner::Nobody {
@@ -222,12 +223,23 @@ impl Dispatcher {
                 Some(signal)
             } else {
                 if line.queue.push(signal, Some(me)) {
-                    shared.count_coalesced(&mut line);
+                    let total = shared.coalesced.fetch_add(1, Ordering::Relaxed) + 1;
+                    warn = line.queue.warning_due().then_some(total);
                 }
                 None
             }
         };
         drop(exclusive);
+        if let Some(total) = warn {
+            // Logged outside the locks: a slow subscriber must not hold up transitions.
+            tracing::warn!(
+                target: "fluxgate",
+                circuit = &*shared.name,
+                coalesced = total,
+                capacity = QUEUE_CAPACITY,
+                "listeners fall behind: signals coalesced"
+            );
+        }
         if let Some(signal) = own {
             shared.deliver(&signal);
             Shared::finish_own(shared, me);
@@ -288,19 +300,6 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Line> {
         // No listener runs under this lock; a poisoned one still holds a consistent line.
         self.line.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn count_coalesced(&self, line: &mut Line) {
-        let total = self.coalesced.fetch_add(1, Ordering::Relaxed) + 1;
-        if line.queue.warning_due() {
-            tracing::warn!(
-                target: "fluxgate",
-                circuit = &*self.name,
-                coalesced = total,
-                capacity = QUEUE_CAPACITY,
-                "listeners fall behind: signals coalesced"
-            );
-        }
     }
 
     /// Every listener, then the hook, outside every lock; failures are contained (L-2).

@@ -214,6 +214,7 @@ impl AsyncHook {
 impl SignalHook for AsyncHook {
     fn on_signal(&self, signal: &Signal) {
         for lane in &self.lanes {
+            let mut warn = None;
             let start_now = {
                 let mut st = lane.lock();
                 if st.queue.is_empty() && !st.starting && st.in_flight < ASYNC_IN_FLIGHT {
@@ -221,11 +222,22 @@ impl SignalHook for AsyncHook {
                     true
                 } else {
                     if st.queue.push(signal.clone(), None) {
-                        lane.count_coalesced(&mut st, signal);
+                        let total = lane.coalesced.fetch_add(1, Ordering::Relaxed) + 1;
+                        warn = st.queue.warning_due().then_some(total);
                     }
                     false
                 }
             };
+            if let Some(total) = warn {
+                tracing::warn!(
+                    target: "fluxgate",
+                    circuit = &*signal.circuit_name,
+                    listener = lane.listener.name(),
+                    coalesced = total,
+                    capacity = QUEUE_CAPACITY,
+                    "async listener falls behind: signals coalesced"
+                );
+            }
             let started = if start_now {
                 lane.start(signal.clone())
             } else {
@@ -270,20 +282,6 @@ impl SignalHook for AsyncHook {
 impl Lane {
     fn lock(&self) -> MutexGuard<'_, LaneState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn count_coalesced(&self, st: &mut LaneState, signal: &Signal) {
-        let total = self.coalesced.fetch_add(1, Ordering::Relaxed) + 1;
-        if st.queue.warning_due() {
-            tracing::warn!(
-                target: "fluxgate",
-                circuit = &*signal.circuit_name,
-                listener = self.listener.name(),
-                coalesced = total,
-                capacity = QUEUE_CAPACITY,
-                "async listener falls behind: signals coalesced"
-            );
-        }
     }
 
     /// Calls the listener (outside the lane's lock) and guards its future.
