@@ -50,8 +50,10 @@ impl fmt::Debug for AsyncCircuitBreaker {
 shared_face_methods!(AsyncCircuitBreaker);
 
 impl Builder<AsyncCircuitBreaker> {
-    /// Adds an async listener (L-3): its future is started for every signal and driven
-    /// off the call path; the call that caused the transition does not wait for it.
+    /// Adds an async listener (L-3): it is called for every signal, in order, and its
+    /// future is driven off the call path; the call that caused the transition does not
+    /// wait for it. Pending futures and queued signals are bounded per breaker (R-2, see
+    /// [`listeners`](crate::listeners)).
     ///
     /// ```
     /// use fluxgate::{AsyncCircuitBreaker, Signal};

@@ -3,13 +3,12 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::core::{Core, Parts, SignalHook};
-use crate::listeners::spawn::{default_spawner, guarded, Spawner};
+use crate::listeners::spawn::{default_spawner, AsyncHook, Spawner};
 use crate::listeners::{AsyncListener, Listener};
 use crate::permits::{Permit, RampUp};
 use crate::retries::{Cooldown, Retry};
@@ -71,33 +70,16 @@ impl<F> fmt::Debug for Builder<F> {
     }
 }
 
-/// Starts every async listener's future for a signal, off the call path (L-3).
+/// Hands every signal to the async listeners' lanes, off the call path (L-3, R-2).
 fn async_hook(
     listeners: Vec<Arc<dyn AsyncListener>>,
     spawner: Option<Spawner>,
-) -> Option<SignalHook> {
+) -> Option<Box<dyn SignalHook>> {
     if listeners.is_empty() {
         return None;
     }
     let spawner = spawner.unwrap_or_else(default_spawner);
-    Some(Box::new(move |signal| {
-        for l in &listeners {
-            match catch_unwind(AssertUnwindSafe(|| l.on_signal(signal.clone()))) {
-                Ok(fut) => spawner(guarded(
-                    l.name().to_owned(),
-                    signal.circuit_name.clone(),
-                    fut,
-                )),
-                Err(panic) => tracing::error!(
-                    target: "fluxgate",
-                    listener = l.name(),
-                    circuit = &*signal.circuit_name,
-                    panic = crate::listeners::panic_message(&*panic),
-                    "async listener panicked"
-                ),
-            }
-        }
-    }))
+    Some(Box::new(AsyncHook::new(listeners, spawner)))
 }
 
 /// A face built from a core (implemented by both breakers; sealed).
@@ -369,6 +351,28 @@ macro_rules! shared_face_methods {
             /// ```
             pub fn half_open_in_flight(&self) -> u32 {
                 self.core.half_open_in_flight()
+            }
+
+            /// Waits, at most `timeout`, until no signal of this breaker is queued or being
+            /// delivered to its listeners (async listeners: handed over); `true` if so,
+            /// `false` on timeout. A transition's signal is delivered by the thread that
+            /// made it unless listeners are still busy with earlier signals: then it is
+            /// delivered in the background and its caller returns at once (R-2), so e.g.
+            /// a test that races transitions on several threads flushes before it reads
+            /// what its listeners saw. Called from a listener of this breaker, it returns
+            /// `false` at once rather than wait for itself.
+            ///
+            /// ```
+            #[doc = concat!("let cb = fluxgate::", stringify!($ty), "::builder(\"db\")")]
+            ///     .listener(|s: &fluxgate::Signal| println!("{}", s.new_state))
+            ///     .build()
+            ///     .unwrap();
+            /// cb.force_open();
+            /// assert!(cb.flush_signals(std::time::Duration::from_secs(5)));
+            /// assert_eq!(cb.info().pending_signals, 0);
+            /// ```
+            pub fn flush_signals(&self, timeout: std::time::Duration) -> bool {
+                self.core.flush_signals(timeout)
             }
 
             /// Moves to `closed` (even from `closed`, which still emits closed→closed).

@@ -6,12 +6,16 @@
 #[cfg(not(shuttle))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(shuttle))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(not(shuttle))]
+pub(crate) use std::thread;
 
 #[cfg(shuttle)]
 pub(crate) use shuttle::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(shuttle)]
-pub(crate) use shuttle::sync::{Mutex, MutexGuard};
+pub(crate) use shuttle::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(shuttle)]
+pub(crate) use shuttle::thread;
 
 /// Tag widths: the real ones, or tiny ones under the model checker so that a handful of
 /// transitions or laps already wraps every tag and exercises every sweep.

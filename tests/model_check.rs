@@ -302,6 +302,8 @@ fn sm19_racing_transitions_reach_the_listener_as_one_chain_ending_at_the_state()
         for t in [tripper, operator] {
             t.join().unwrap();
         }
+        // a backlog may still be on its way on a delivery thread
+        assert!(cb.flush_signals(Duration::from_secs(3600)));
         let seen = signals.lock().unwrap();
         let mut state = State::Closed;
         for s in seen.iter() {

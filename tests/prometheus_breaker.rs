@@ -272,6 +272,8 @@ fn sm19_the_gauge_ends_at_the_breakers_real_state_under_concurrent_transitions()
             });
         }
     });
+    // Signals that found the listener busy are delivered in the background.
+    assert!(cb.flush_signals(std::time::Duration::from_secs(60)));
     assert_eq!(current(&registry, "busy"), cb.info().state);
 }
 

@@ -14,10 +14,10 @@
 //!   half-open period is never given back to a later one (R-7).
 //! - Transitions are serialised by one mutex that the hot path never takes; `changed` is
 //!   written before `word` (release), so a reader that sees an epoch sees its time.
-//! - Signals are queued under that mutex and delivered by whichever thread drains the
-//!   queue, outside every lock, in transition order (SM-16, SM-18, SM-19).
+//! - Signals take their place in line under that mutex and are delivered outside every
+//!   lock, in transition order, by the thread that caused them or a background thread
+//!   (`dispatch`: SM-16, SM-18, SM-19, R-2).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::sync::widths;
@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
 use crate::error::RejectionName;
-use crate::listeners::{notify_one, Listener};
+use crate::listeners::Listener;
 use crate::permits::Permit;
 use crate::retries::{Retry, RetryContext};
 use crate::trackers::Tracker;
@@ -34,7 +34,10 @@ use crate::trippers::{TripContext, Tripper};
 use crate::windows::Window;
 use crate::{CallNotPermitted, Metric, Record, Signal, State};
 
+pub(crate) mod dispatch;
 mod ticket;
+use dispatch::Dispatcher;
+pub(crate) use dispatch::SignalHook;
 pub use ticket::{Outcome, Ticket};
 
 const STATE_BITS: u32 = 3;
@@ -79,10 +82,6 @@ fn fresh_seed(epoch: u64) -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(epoch)
 }
 
-/// Something that runs after the sync listeners for each signal (the async face uses it
-/// to start async listeners).
-pub(crate) type SignalHook = Box<dyn Fn(&Signal) + Send + Sync>;
-
 /// Snapshot of a breaker (see `CircuitBreaker::info`).
 ///
 /// ```
@@ -92,6 +91,8 @@ pub(crate) type SignalHook = Box<dyn Fn(&Signal) + Send + Sync>;
 /// assert_eq!(info.state, fluxgate::State::Closed);
 /// assert_eq!(info.reopens, 0);
 /// assert_eq!(info.metric.total_count, 0);
+/// assert_eq!(info.pending_signals, 0);
+/// assert_eq!(info.coalesced_signals, 0);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -108,12 +109,16 @@ pub struct Info {
     pub metric: Metric,
     /// Tracked failures in a row.
     pub consecutive_failures: u64,
+    /// Signals not yet handed to the listeners: queued behind a slow listener, or being
+    /// delivered (R-2).
+    pub pending_signals: usize,
+    /// Signals merged with their neighbours because listeners fell behind, since the
+    /// breaker was built (R-2; see the `listeners` module).
+    pub coalesced_signals: u64,
 }
 
 struct Transitions {
     changed_wall: SystemTime,
-    queue: VecDeque<Signal>,
-    dispatching: bool,
 }
 
 pub(crate) struct Parts {
@@ -127,7 +132,7 @@ pub(crate) struct Parts {
     pub(crate) time_calls: bool,
     pub(crate) max_half_open_calls: u32,
     pub(crate) listeners: Vec<Arc<dyn Listener>>,
-    pub(crate) hook: Option<SignalHook>,
+    pub(crate) hook: Option<Box<dyn SignalHook>>,
 }
 
 /// The shared state machine (crate-internal; unnameable outside).
@@ -153,9 +158,7 @@ pub struct Core {
     retry: Box<dyn Retry>,
     permit: Box<dyn Permit>,
     clock: Arc<dyn Clock>,
-    listeners: Vec<Arc<dyn Listener>>,
-    hook: Option<SignalHook>,
-    notifies: bool,
+    dispatch: Dispatcher,
     transitions: Mutex<Transitions>,
 }
 
@@ -172,7 +175,7 @@ impl Core {
         let now = p.clock.now_nanos();
         let wall = p.clock.wall();
         let needs_now = p.time_calls || p.window.needs_time();
-        let notifies = !p.listeners.is_empty() || p.hook.is_some();
+        let dispatch = Dispatcher::new(p.name.clone(), p.listeners, p.hook);
         Core {
             word: AtomicU64::new(pack(State::Closed, 0)),
             streak: AtomicU64::new(counted(0, 0)),
@@ -191,14 +194,8 @@ impl Core {
             retry: p.retry,
             permit: p.permit,
             clock: p.clock,
-            listeners: p.listeners,
-            hook: p.hook,
-            notifies,
-            transitions: Mutex::new(Transitions {
-                changed_wall: wall,
-                queue: VecDeque::new(),
-                dispatching: false,
-            }),
+            dispatch,
+            transitions: Mutex::new(Transitions { changed_wall: wall }),
         }
     }
 
@@ -483,46 +480,13 @@ impl Core {
         self.changed.store(now, Ordering::Release);
         self.word.store(pack(to, epoch), Ordering::Release);
         t.changed_wall = wall;
-        let queued = notify && self.notifies;
-        if queued {
-            t.queue
-                .push_back(Signal::new(self.name.clone(), from, to, wall));
-        }
-        drop(t);
-        if queued {
-            self.drain();
+        if notify && self.dispatch.is_active() {
+            // In line while the transition is still exclusive (SM-19); `t` is released
+            // before any listener runs (SM-16, SM-18).
+            let signal = Signal::new(self.name.clone(), from, to, wall);
+            self.dispatch.publish(signal, t);
         }
         true
-    }
-
-    /// Delivers queued signals unless another frame or thread is already doing so; that
-    /// one will deliver ours too, in order (SM-18, SM-19).
-    fn drain(&self) {
-        {
-            let mut t = self.lock();
-            if t.dispatching {
-                return;
-            }
-            t.dispatching = true;
-        }
-        loop {
-            let signal = {
-                let mut t = self.lock();
-                match t.queue.pop_front() {
-                    Some(s) => s,
-                    None => {
-                        t.dispatching = false;
-                        return;
-                    }
-                }
-            };
-            for l in &self.listeners {
-                notify_one(&**l, &signal);
-            }
-            if let Some(hook) = &self.hook {
-                hook(&signal);
-            }
-        }
     }
 
     pub(crate) fn info(&self) -> Info {
@@ -539,6 +503,8 @@ impl Core {
             reopens: self.reopens.load(Ordering::Acquire),
             metric: self.window.metric(epoch, now),
             consecutive_failures: count_in(self.streak.load(Ordering::Acquire), epoch).unwrap_or(0),
+            pending_signals: self.dispatch.pending(),
+            coalesced_signals: self.dispatch.coalesced(),
         }
     }
 

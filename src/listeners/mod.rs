@@ -7,6 +7,33 @@
 //! fails or panics is logged with its type name and never hurts the caller or the other
 //! listeners (L-2).
 //!
+//! # Which thread runs a listener
+//!
+//! - **The caller's, synchronously**, when none of the breaker's signals is queued or
+//!   being delivered (the usual case): when `reset()` or the call that tripped the breaker
+//!   returns, the listeners have run. Transitions that the listeners themselves cause by
+//!   calling back into the breaker are delivered next, on the same thread.
+//! - **A background thread** (`fluxgate-signals`) otherwise: a transition that happens
+//!   while listeners are busy with an earlier signal queues its signal and its caller
+//!   returns at once; the thread that is delivering hands the queue over when it is done
+//!   with the signals it caused. No caller runs listeners for a transition it did not
+//!   cause (R-2). The threads are shared by all breakers (at most 32, started on demand,
+//!   gone after 10 s idle), each on one breaker's queue at a time.
+//!
+//! # When listeners fall behind
+//!
+//! At most 1024 signals wait per breaker. When the queue is full, a new `Y→Z` signal is
+//! merged into the newest queued `X→Y`, giving `X→Z`: each listener still sees one
+//! continuous chain ending at the real state, minus intermediate steps. Merges are counted
+//! in `Info::coalesced_signals` (signals still waiting: `Info::pending_signals`), the
+//! first one logs a `tracing` warning (`listeners fall behind: signals coalesced`), then
+//! at most one a minute, and `flush_signals(timeout)` waits until the queue is empty.
+//!
+//! [`AsyncListener`]s (async breaker only) get `on_signal` right after the sync listeners,
+//! on the same thread and in the same order; their futures run on the breaker's spawner,
+//! at most 64 pending per listener and breaker, further signals queued (1024, coalesced
+//! the same way) until futures finish.
+//!
 //! Any `Fn(&Signal) + Send + Sync + 'static` closure is a [`Listener`]; the crate ships
 //! [`log::LogListener`], and behind features `PrometheusListener` (`prometheus`) and the
 //! Slack listeners (`slack`).
@@ -97,9 +124,12 @@ where
 
 /// A listener that does its work asynchronously; only the async breaker accepts it (L-3).
 ///
-/// The async breaker starts every async listener concurrently and never waits for them on
-/// the call path: the call that caused a transition returns at once (L-4). Any closure
-/// `Fn(Signal) -> impl Future<Output = ()>` is an `AsyncListener`.
+/// The async breaker runs its async listeners concurrently and never waits for them on
+/// the call path: the call that caused a transition returns at once (L-4). `on_signal` is
+/// called in transition order; at most 64 of one listener's futures are pending per
+/// breaker, later signals wait in a bounded, coalescing queue (see the [module
+/// doc](self)). Any closure `Fn(Signal) -> impl Future<Output = ()>` is an
+/// `AsyncListener`.
 ///
 /// ```
 /// use fluxgate::listeners::{AsyncListener, ListenerError, ListenerFuture};
@@ -117,6 +147,8 @@ where
 /// ```
 pub trait AsyncListener: Send + Sync + 'static {
     /// Starts handling one transition; the returned future is driven off the call path.
+    /// Work that must keep transition order belongs here, before the future: futures of
+    /// one listener may run concurrently.
     fn on_signal(&self, signal: Signal) -> ListenerFuture;
 
     /// Called once when a breaker is built with this listener (see [`Listener::on_attach`]).
