@@ -26,15 +26,15 @@
 //! | request head size | 16 KiB | oversized heads (answered 431) |
 //! | connections at once | 128; a new one sheds the oldest idle, unfinished or closing connection (only when every connection is being answered, the oldest of those) | floods of any of the above crowding out good scrapes |
 //! | closing | at most 2 s and 1 MiB read and discarded after the last answer | closing with unread input resets the connection and can destroy the answer |
-//! | encodings | one at a time; scrapes that arrive meanwhile share it | a burst of scrapes encoding the registry once each |
-//! | bodies alive | 4 at most; a body still being sent is reused by the scrapes that arrive within 1 s of its encoding | slow readers each holding their own copy of a large body |
+//! | encodings | one at a time, at most one a second: scrapes that arrive while one runs, or within 1 s after it ended, share its body | a burst or a loop of scrapes encoding the registry once each |
+//! | bodies alive | 4 at most (kept for reuse or still being sent); beyond, scrapes get the newest | slow readers each holding their own copy of a large body |
 //!
 //! A body is encoded once and shared, as reference-counted [`Bytes`], by every answer that
-//! carries it; hyper queues it without copying. A scrape that arrives when no answer is
-//! being sent gets a fresh encoding, so sequential scrapes always see the latest values;
-//! only while 4 bodies are alive (slow readers still holding older ones, for at most
-//! 10 s) does a scrape get the newest body, whatever its age. Malformed requests get
-//! hyper's 400 or 431 answer, or a close.
+//! carries it; hyper queues it without copying, so a slow reader costs its connection's
+//! buffers, not a body. A scrape sees the registry as it was at most about a second before
+//! (plus the time an encoding takes); only while 4 bodies are alive, which takes slow
+//! readers holding older ones for up to their 10 s, does a scrape get the newest body
+//! whatever its age. Malformed requests get hyper's 400 or 431 answer, or a close.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -86,8 +86,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// closes.
 const LINGER: Duration = Duration::from_secs(2);
 const MAX_LINGER_BYTES: usize = 1024 * 1024;
-/// A body still being sent is reused by scrapes that arrive within this time of its
-/// encoding.
+/// A body is reused by the scrapes that arrive within this time after its encoding ended:
+/// the registry is encoded at most once per this time, however many scrapes arrive.
 const REUSE_WINDOW: Duration = Duration::from_secs(1);
 /// Encoded bodies alive at once (kept for reuse, or still being sent); at the bound, new
 /// scrapes get the newest one instead of a new encoding.
@@ -98,6 +98,10 @@ const REAP_EVERY: Duration = Duration::from_millis(250);
 /// What a deadline checked by the reaper may overrun by before the connection is closed,
 /// so that hyper's own head deadline (which can still answer) goes first.
 const REAP_SLACK: Duration = Duration::from_secs(1);
+/// How long the encoding thread stays parked between scrapes before it ends. Longer than
+/// any scrape interval, so that one thread (and one allocator arena) does every encoding
+/// instead of a new thread with fresh memory for each scrape.
+const ENCODER_KEEP_ALIVE: Duration = Duration::from_secs(15 * 60);
 /// How long [`MetricsServer::shutdown`] waits for the server thread to close the port.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// Back-off after an accept error that is not about one connection (out of descriptors).
@@ -195,6 +199,7 @@ pub fn start_http_server_with_registry(
         .enable_io()
         .enable_time()
         .max_blocking_threads(1)
+        .thread_keep_alive(ENCODER_KEEP_ALIVE)
         .thread_name("fluxgate-metrics-encode")
         .build()
         .map_err(failed)?;
@@ -474,10 +479,11 @@ async fn connection(stream: TcpStream, slot: Arc<Slot>, shared: Arc<Shared>) {
     // until it closes; otherwise unread input makes the close a reset, which can destroy
     // the answer before the client read it. After a timeout or an abort there is no
     // answer to protect.
-    if !ended
-        .as_ref()
-        .map_or_else(hyper::Error::is_parse, |()| true)
-    {
+    let answered = match &ended {
+        Ok(()) => true,
+        Err(error) => error.is_parse(),
+    };
+    if !answered {
         return;
     }
     let mut given_back = given_back;
@@ -526,11 +532,14 @@ async fn respond(
     exposition: &Arc<Exposition>,
     answer: Answering,
 ) -> Response<Full<Bytes>> {
+    // A request body is never read: after one, the connection cannot carry another request.
+    let has_body = !request.body().is_end_stream();
     if request.uri().path() != "/metrics" {
         return plain(
             StatusCode::NOT_FOUND,
             "Not Found: metrics are at /metrics\n".into(),
             answer,
+            has_body,
         );
     }
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -538,6 +547,7 @@ async fn respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method Not Allowed\n".into(),
             answer,
+            true,
         );
         response
             .headers_mut()
@@ -560,16 +570,18 @@ async fn respond(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot encode metrics: {message}\n").into(),
             answer,
+            has_body,
         ),
     }
 }
 
-/// An error answer, after which the connection closes (its request may have a body that
-/// nobody reads).
+/// A short text answer. `close` ends the connection after it, for requests whose body
+/// nobody reads.
 fn plain(
     status: StatusCode,
     text: std::borrow::Cow<'static, str>,
     answer: Answering,
+    close: bool,
 ) -> Response<Full<Bytes>> {
     let body = Bytes::from_owner(Lease {
         text: Text::Plain(text),
@@ -582,7 +594,9 @@ fn plain(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
@@ -648,20 +662,18 @@ impl Exposition {
         }
     }
 
-    /// The body for a scrape that arrives now: a body that is at least as recent as the
-    /// scrape, or one still being sent that is younger than [`REUSE_WINDOW`], or, once
-    /// [`MAX_BODIES`] are alive, the newest one. Otherwise a new encoding, shared with the
-    /// scrapes that arrive while it runs.
+    /// The body for a scrape that arrives now: one whose encoding ended after the scrape
+    /// arrived or less than [`REUSE_WINDOW`] ago, or, once [`MAX_BODIES`] are alive, the
+    /// newest one. Otherwise a new encoding, shared with the scrapes that arrive while it
+    /// runs.
     async fn body(self: &Arc<Self>) -> Result<Arc<Encoded>, String> {
         let asked = Instant::now();
         loop {
             let ended = {
                 let mut cache = lock(&self.cache);
                 if let Some((latest, at)) = &cache.latest {
-                    // The cache holds one reference; any other is an answer being sent.
-                    let being_sent = Arc::strong_count(latest) > 1;
                     if *at >= asked
-                        || (being_sent && at.elapsed() < REUSE_WINDOW)
+                        || at.elapsed() < REUSE_WINDOW
                         || self.alive.load(Ordering::Acquire) >= MAX_BODIES
                     {
                         return Ok(Arc::clone(latest));
@@ -1069,29 +1081,35 @@ mod tests {
     }
 
     #[test]
-    fn r5_a_body_is_shared_while_it_is_sent_and_bounded_in_number() {
+    fn r5_a_body_is_shared_for_a_second_and_bounded_in_number() {
+        let age = |exposition: &Exposition| {
+            if let Some((_, at)) = &mut lock(&exposition.cache).latest {
+                *at = Instant::now().checked_sub(REUSE_WINDOW).unwrap();
+            }
+        };
         runtime().block_on(async {
             let exposition = Arc::new(Exposition::new(Registry::new()));
-            // Sequential scrapes: nothing is being sent in between, each gets a new one.
+            // Concurrent scrapes share one encoding.
+            let (a, b) = tokio::join!(exposition.body(), exposition.body());
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!(Arc::ptr_eq(&a, &b));
+            // Within a second, a later scrape shares it too; after, it gets a new one.
+            let c = exposition.body().await.unwrap();
+            assert!(Arc::ptr_eq(&a, &c));
+            drop((a, b, c));
+            age(&exposition);
             let first = exposition.body().await.unwrap();
             let first_ptr = Arc::as_ptr(&first);
             drop(first);
+            age(&exposition);
             let second = exposition.body().await.unwrap();
             assert_ne!(Arc::as_ptr(&second), first_ptr);
-            // Held by an answer and young: shared.
-            let third = exposition.body().await.unwrap();
-            assert!(Arc::ptr_eq(&second, &third));
-            // Concurrent scrapes share one encoding.
-            drop((second, third));
-            let (a, b) = tokio::join!(exposition.body(), exposition.body());
-            assert!(Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+            drop(second);
             // Slow readers hold old bodies: a new body is encoded each time the newest is
             // too old to share, until MAX_BODIES are alive; then the newest is shared.
             let mut held = Vec::new();
             for _ in 0..3 * MAX_BODIES {
-                if let Some((_, at)) = &mut lock(&exposition.cache).latest {
-                    *at = Instant::now().checked_sub(REUSE_WINDOW).unwrap();
-                }
+                age(&exposition);
                 held.push(exposition.body().await.unwrap());
                 assert!(exposition.alive.load(Ordering::Acquire) <= MAX_BODIES);
             }
