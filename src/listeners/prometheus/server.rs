@@ -5,8 +5,8 @@
 //! runtime either, so the server brings its own: hyper's HTTP/1.1 server on a
 //! single-threaded tokio runtime that runs on one dedicated thread (`fluxgate-metrics`).
 //! Encoding a large registry runs beside it, on at most one helper thread of that runtime
-//! (`fluxgate-metrics-encode`, started on demand and ended when idle), so the connections
-//! keep being served meanwhile. It answers `GET`/`HEAD /metrics` with the classic text
+//! (`fluxgate-metrics-encode`, started by the first scrape and ended after 15 idle
+//! minutes), so the connections keep being served meanwhile. It answers `GET`/`HEAD /metrics` with the classic text
 //! format (`text/plain; version=0.0.4`) that Prometheus scrapes and Python sends; other
 //! paths get 404, other methods 405. Applications that already run axum mount
 //! [`axum_router`](super::axum_router) instead.
@@ -44,7 +44,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -134,9 +134,24 @@ pub fn encode_text(registry: &Registry) -> Result<String, prometheus::Error> {
 /// on its own thread, and works the same when called from inside one.
 ///
 /// The server runs until [`MetricsServer::shutdown`]; dropping the handle leaves it
-/// running for the life of the process, as Python's does. The limits that keep it
-/// answering under slow, idle, lingering and malformed clients are listed in the
-/// [module documentation](self).
+/// running for the life of the process, as Python's does.
+///
+/// # Slow, idle and malformed clients
+///
+/// Good scrapes keep being answered, and memory does not grow with the number of hostile
+/// clients on the same port:
+///
+/// - a request head must be complete within 5 s of the connection's start or of the end
+///   of its previous answer (which also closes idle keep-alive connections after 5 s);
+///   heads larger than 16 KiB get 431;
+/// - a whole answer must be taken within 10 s (not per write);
+/// - at most 128 connections are served; a new one sheds the oldest connection that is
+///   idle, still sending its head or closing (the oldest answer only when all are being
+///   answered);
+/// - the registry is encoded at most once a second, one encoding at a time; its text is
+///   shared, without copies, by every answer that carries it, and at most 4 encodings are
+///   alive at once. A scrape thus sees the registry as it was up to about a second before;
+/// - malformed requests get 400 or 431, or a close.
 ///
 /// [`PrometheusListener::new`]: super::PrometheusListener::new
 ///
@@ -195,23 +210,14 @@ pub fn start_http_server_with_registry(
         source,
     };
     listener.set_nonblocking(true).map_err(failed)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .max_blocking_threads(1)
-        .thread_keep_alive(ENCODER_KEEP_ALIVE)
-        .thread_name("fluxgate-metrics-encode")
-        .build()
-        .map_err(failed)?;
-    let listener = {
-        let _entered = runtime.enter();
-        TcpListener::from_std(listener).map_err(failed)?
-    };
     let control = Arc::new(Control::default());
     let shared = Arc::new(Shared {
         exposition: Arc::new(Exposition::new(registry.clone())),
         slots: Slots::new(),
     });
+    // The runtime is built, used and dropped on the server thread only: a runtime may not
+    // be dropped inside another one, and the caller may be running one.
+    let (ready, started) = mpsc::sync_channel(1);
     {
         let control = Arc::clone(&control);
         thread::Builder::new()
@@ -220,10 +226,41 @@ pub fn start_http_server_with_registry(
                 // Whatever happens on this thread, `shutdown` must not wait for a port
                 // that is already closed.
                 let _closed = MarkClosed(&control);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .max_blocking_threads(1)
+                    .thread_keep_alive(ENCODER_KEEP_ALIVE)
+                    .thread_name("fluxgate-metrics-encode")
+                    .build();
+                let listener = runtime.and_then(|runtime| {
+                    let listener = {
+                        let _entered = runtime.enter();
+                        TcpListener::from_std(listener)
+                    };
+                    listener.map(|listener| (runtime, listener))
+                });
+                let (runtime, listener) = match listener {
+                    Ok(started) => started,
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
                 runtime.block_on(serve(listener, shared, &control));
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
             .map_err(failed)?;
+    }
+    match started.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(failed(error)),
+        Err(_) => {
+            return Err(failed(io::Error::other(
+                "the metrics server thread ended while starting",
+            )))
+        }
     }
     Ok(MetricsServer {
         local_addr,
