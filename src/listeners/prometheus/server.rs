@@ -507,10 +507,21 @@ async fn connection(stream: TcpStream, slot: Arc<Slot>, shared: Arc<Shared>) {
         .serve_connection(io, service);
     let mut http = Box::pin(http);
     let ended = until_shed(&slot, poll_fn(|cx| http.as_mut().poll(cx))).await;
+    // Asked before the answer's body goes with `http`.
+    let cut_short = ended.is_none() && slot.phase() == Phase::Answering;
     // Dropping the connection hands the socket back (see `Returned`).
     drop(http);
+    let mut given_back = given_back;
     let Some(ended) = ended else {
-        return; // shed or past a deadline: close at once
+        // Shed or past a deadline: close at once. An answer cut short is reset, so that
+        // the kernel discards what it still holds for this client instead of sending it
+        // on: a slow reader costs no memory past its deadline, not even the kernel's.
+        if let (true, Ok(stream)) = (cut_short, given_back.try_recv()) {
+            // A zero linger never blocks (it is tokio's `set_zero_linger`, from 1.50).
+            #[allow(deprecated)]
+            let _ = stream.set_linger(Some(Duration::ZERO));
+        }
+        return;
     };
     // After an answer (hyper's own 400/431 included), read what the client still sends
     // until it closes; otherwise unread input makes the close a reset, which can destroy
@@ -523,7 +534,6 @@ async fn connection(stream: TcpStream, slot: Arc<Slot>, shared: Arc<Shared>) {
     if !answered {
         return;
     }
-    let mut given_back = given_back;
     if let Ok(stream) = given_back.try_recv() {
         slot.enter_closing();
         let _ = until_shed(&slot, linger(stream)).await;
