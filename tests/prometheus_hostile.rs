@@ -37,6 +37,8 @@ const REQUIRED: f64 = 0.95;
 /// get established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attackers stop on their own after this, even if their test never stops them.
+const ATTACK_LIMIT: Duration = Duration::from_secs(120);
 /// Circuits in the registry of the memory test: a body of several megabytes.
 const BIG_REGISTRY: usize = 20_000;
 
@@ -175,6 +177,7 @@ struct Attack {
     stop: Arc<AtomicBool>,
     established: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
+    watchdog: JoinHandle<()>,
 }
 
 impl Attack {
@@ -200,11 +203,19 @@ impl Attack {
                     }
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let watchdog = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                pause(&stop, ATTACK_LIMIT);
+                stop.store(true, Ordering::Release);
+            })
+        };
         Attack {
             stop,
             established,
             threads,
+            watchdog,
         }
     }
 
@@ -225,6 +236,7 @@ impl Attack {
         for thread in self.threads {
             thread.join().unwrap();
         }
+        self.watchdog.join().unwrap();
         self.established.load(Ordering::Acquire)
     }
 }
