@@ -44,7 +44,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -61,6 +61,8 @@ use prometheus::{Registry, TextEncoder};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Notify};
+
+use super::lock_ignoring_poison;
 
 /// The content type of the classic Prometheus text exposition format, as served by
 /// [`start_http_server`] and [`metrics_response`](super::metrics_response) (PR-7).
@@ -329,12 +331,12 @@ struct Control {
 
 impl Control {
     fn mark_closed(&self) {
-        *lock(&self.closed) = true;
+        *lock_ignoring_poison(&self.closed) = true;
         self.closed_changed.notify_all();
     }
 
     fn wait_closed(&self, at_most: Duration) {
-        let closed = lock(&self.closed);
+        let closed = lock_ignoring_poison(&self.closed);
         let _ = self
             .closed_changed
             .wait_timeout_while(closed, at_most, |closed| !*closed);
@@ -349,10 +351,6 @@ impl Drop for MarkClosed<'_> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The data behind these locks stays consistent at every point a panic could occur.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 /// Why [`start_http_server`] could not start: the address did not resolve, the port is
 /// taken, or the process may not bind it.
 ///
@@ -717,7 +715,7 @@ impl Exposition {
         let asked = Instant::now();
         loop {
             let ended = {
-                let mut cache = lock(&self.cache);
+                let mut cache = lock_ignoring_poison(&self.cache);
                 if let Some((latest, at)) = &cache.latest {
                     if *at >= asked
                         || at.elapsed() < REUSE_WINDOW
@@ -783,7 +781,7 @@ impl Drop for EncodeJob {
             .unwrap_or_else(|| Err("the encoding did not finish".to_owned()));
         let exposition = &self.exposition;
         let at = Instant::now();
-        let mut cache = lock(&exposition.cache);
+        let mut cache = lock_ignoring_poison(&exposition.cache);
         match outcome {
             Ok(text) => {
                 exposition.alive.fetch_add(1, Ordering::AcqRel);
@@ -913,7 +911,7 @@ impl Slots {
             since: AtomicU64::new(millis(self.epoch.elapsed())),
             shed: Notify::new(),
         });
-        let mut open = lock(&self.open);
+        let mut open = lock_ignoring_poison(&self.open);
         if open.len() >= MAX_CONNECTIONS {
             let victim = open
                 .values()
@@ -928,7 +926,7 @@ impl Slots {
     }
 
     fn release(&self, id: u64) {
-        lock(&self.open).remove(&id);
+        lock_ignoring_poison(&self.open).remove(&id);
     }
 
     /// Closes the connections that overstayed their phase.
@@ -943,7 +941,7 @@ impl Slots {
     }
 
     fn close_where(&self, close: impl Fn(&Slot) -> bool) {
-        lock(&self.open).retain(|_, slot| {
+        lock_ignoring_poison(&self.open).retain(|_, slot| {
             let closes = close(slot);
             if closes {
                 slot.shed.notify_one();
@@ -953,7 +951,7 @@ impl Slots {
     }
 
     fn is_empty(&self) -> bool {
-        lock(&self.open).is_empty()
+        lock_ignoring_poison(&self.open).is_empty()
     }
 }
 
@@ -1082,7 +1080,7 @@ mod tests {
         // The oldest connection is being answered; the next one waits for its head.
         all[0].begin_answer();
         let _new = slots.admit();
-        let open = lock(&slots.open);
+        let open = lock_ignoring_poison(&slots.open);
         assert_eq!(open.len(), MAX_CONNECTIONS);
         assert!(open.contains_key(&all[0].id));
         assert!(!open.contains_key(&all[1].id));
@@ -1090,7 +1088,7 @@ mod tests {
         // A closing connection goes before one that waits.
         all[5].enter_closing();
         let _newer = slots.admit();
-        assert!(!lock(&slots.open).contains_key(&all[5].id));
+        assert!(!lock_ignoring_poison(&slots.open).contains_key(&all[5].id));
         // The shed connection is told even though nobody listened yet.
         runtime().block_on(all[1].shed.notified());
     }
@@ -1103,7 +1101,7 @@ mod tests {
             slot.begin_answer();
         }
         let _new = slots.admit();
-        assert!(!lock(&slots.open).contains_key(&all[0].id));
+        assert!(!lock_ignoring_poison(&slots.open).contains_key(&all[0].id));
         all[1].end_answer();
         assert_eq!(all[1].phase(), Phase::Waiting);
     }
@@ -1130,7 +1128,7 @@ mod tests {
     #[test]
     fn r5_a_body_is_shared_for_a_second_and_bounded_in_number() {
         let age = |exposition: &Exposition| {
-            if let Some((_, at)) = &mut lock(&exposition.cache).latest {
+            if let Some((_, at)) = &mut lock_ignoring_poison(&exposition.cache).latest {
                 *at = Instant::now().checked_sub(REUSE_WINDOW).unwrap();
             }
         };
