@@ -37,6 +37,11 @@ const REQUIRED: f64 = 0.95;
 /// get established.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// The server's deadlines: a whole request head (and so an idle connection), and a
+/// whole answer; and how late a deadline may be observed on a busy machine.
+const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 /// Attackers stop on their own after this, even if their test never stops them.
 const ATTACK_LIMIT: Duration = Duration::from_secs(120);
 /// Circuits in the registry of the memory test: a body of several megabytes.
@@ -394,6 +399,23 @@ fn r5_64_slow_readers_of_20000_circuits_neither_starve_scrapes_nor_grow_memory()
     let body = good_scrape(addr, BIG_SCRAPE_TIMEOUT).expect("a scrape without attack");
     let baseline = rss_bytes();
 
+    // A client that asks and then reads nothing at all: its answer must be cut off.
+    let stalled = thread::spawn(move || {
+        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).unwrap();
+        (&stream)
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let asked = Instant::now();
+        // The server resets an answer it cuts off; the socket's pending error says so
+        // without reading what the kernel already holds.
+        while asked.elapsed() < ANSWER_DEADLINE + 2 * DEADLINE_MARGIN {
+            if stream.take_error().ok().flatten().is_some() {
+                return Some(asked.elapsed());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        None
+    });
     let attack = Attack::start(addr, ATTACKERS, slow_reader);
     attack.wait_established();
     let established = rss_bytes();
@@ -429,6 +451,12 @@ fn r5_64_slow_readers_of_20000_circuits_neither_starve_scrapes_nor_grow_memory()
         growth as f64 / body as f64
     );
     assert_eq!(attacked, ATTACKERS, "not every slow reader got to read");
+    let cut_after = stalled.join().unwrap();
+    println!("R-5 a client that reads nothing was cut off after {cut_after:?}");
+    assert!(
+        cut_after.is_some_and(|after| after < ANSWER_DEADLINE + DEADLINE_MARGIN),
+        "R-5: an answer nobody reads was not cut off in time: {cut_after:?}"
+    );
     server.shutdown();
 }
 
@@ -579,5 +607,46 @@ fn r5_all_kinds_at_once_beyond_the_connection_cap_still_let_good_scrapes_through
     let attacked: usize = attacks.into_iter().map(Attack::stop).sum();
     scrapes.assert_enough("192 hostile clients of three kinds");
     assert_eq!(attacked, 3 * ATTACKERS, "not every attacker got to attack");
+    server.shutdown();
+}
+
+#[test]
+fn r5_idle_and_unfinished_connections_are_closed_by_the_head_deadline() {
+    let (registry, _listener) = registry_with(10);
+    let server = start_http_server_with_registry("127.0.0.1:0", &registry).unwrap();
+    let addr = server.local_addr();
+    let connect = || {
+        let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).unwrap();
+        stream
+            .set_read_timeout(Some(HEAD_DEADLINE + 2 * DEADLINE_MARGIN))
+            .unwrap();
+        stream
+    };
+    // Kept alive after its answer, then silent.
+    let mut idle = connect();
+    idle.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Half a request head, then silent.
+    let mut unfinished = connect();
+    unfinished
+        .write_all(b"GET /metrics HTTP/1.1\r\nHo")
+        .unwrap();
+    let started = Instant::now();
+    for (name, stream) in [("idle", &mut idle), ("unfinished", &mut unfinished)] {
+        let mut received = Vec::new();
+        let closed = match stream.read_to_end(&mut received) {
+            Ok(_) => true,
+            Err(e) => e.kind() == ErrorKind::ConnectionReset,
+        };
+        let after = started.elapsed();
+        println!("R-5 the {name} connection was closed after {after:?}");
+        assert!(
+            closed && after < HEAD_DEADLINE + DEADLINE_MARGIN,
+            "R-5: the {name} connection was not closed in time ({after:?})"
+        );
+        if name == "idle" {
+            assert!(received.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        }
+    }
     server.shutdown();
 }
