@@ -20,7 +20,7 @@ use fluxgate::listeners::Listener;
 use fluxgate::State;
 use prometheus::Registry;
 
-/// Attackers of each kind (the old server served 64 connections at most).
+/// Attackers of each kind.
 const ATTACKERS: usize = 64;
 /// Good scrapes per attack, one after the other.
 const SCRAPES: usize = 40;
