@@ -230,3 +230,17 @@ fn pr6_shutdown_releases_the_port_and_a_dropped_handle_keeps_serving() {
     drop(again); // detaches: the server goes on, as Python's does
     assert_eq!(http_get(addr, "/metrics").unwrap().status, 200);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn pr6_the_server_starts_answers_and_stops_inside_an_async_runtime() {
+    // The server runs its own runtime on its own thread; a caller's runtime is no obstacle.
+    let (_registry, _listener, server) = serving("inside");
+    let addr = server.local_addr();
+    let response = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.body.contains("circuit_name=\"inside\""));
+    server.shutdown();
+    assert!(TcpStream::connect(addr).is_err());
+}

@@ -217,7 +217,7 @@ impl<S: Sink> Exporter<S> {
     }
 }
 
-pub(crate) fn lock_ignoring_poison(lock: &Mutex<()>) -> MutexGuard<'_, ()> {
+pub(crate) fn lock_ignoring_poison<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
     lock.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
