@@ -151,140 +151,30 @@ impl Tripper for MinRequests {
     }
 }
 
-/// The most decimal places a ratio keeps; 10^19 still fits in a `u64`, and
-/// `count · 10^19` in a `u128` for any `u64` count.
-const MAX_DECIMALS: u32 = 19;
-
-/// A ratio threshold as an exact decimal fraction `num / den` with `den = 10^q`, so that
-/// `part / total ≥ ratio` is decided with integers: `part · den ≥ num · total` (TR-4,
-/// TR-6). A product in `f64` is not exact: `0.28 × 25` is `7.000000000000001`, and 7
-/// failures in 25 calls would not reach a 0.28 failure rate.
-///
-/// The decimal is the shortest one that rounds to the `f64` (the text `{}` prints for it):
-/// `0.28` means 28/100, `1.0 / 3.0` means 0.3333333333333333. A ratio that needs more
-/// than 19 decimal places is rounded up to 19.
+/// A ratio threshold, reached when `part / total` is at least the ratio, the quotient
+/// computed as the `f64` nearest to it (IEEE division rounds correctly), as the Python
+/// library and the docs write it (TR-4, TR-6). Comparing the product `ratio · total`
+/// instead is not the same: `0.28 × 25` is `7.000000000000001`, and 7 failures in 25
+/// calls would not reach a 0.28 failure rate. The quotient rule is monotone, exact for
+/// every count below 2^53, and treats a ratio as the number it stands for: `0.28` is
+/// reached by 7 of 25, `5.0 / 6.0` by 5 of 6, `1.0 / 3.0` by 1 of 3.
 #[derive(Debug, Clone, Copy)]
-struct Ratio {
-    /// As given, for validation messages.
-    value: f64,
-    num: u64,
-    den: u64,
-}
+struct Ratio(f64);
 
 impl Ratio {
-    const fn new(value: f64) -> Ratio {
-        let (num, den) = decimal_fraction(value);
-        Ratio { value, num, den }
-    }
-
     /// `part / total ≥ ratio`, with `total > 0`.
     #[inline]
     fn reached(&self, part: u64, total: u64) -> bool {
-        total > 0 && part as u128 * self.den as u128 >= self.num as u128 * total as u128
+        total > 0 && part as f64 / total as f64 >= self.0
     }
 
     fn validate(&self, component: &'static str) -> Result<(), ConfigError> {
-        let r = self.value;
+        let r = self.0;
         if r > 0.0 && r <= 1.0 {
             Ok(())
         } else {
             Err(ConfigError::new(component, "ratio", r, "in (0, 1]"))
         }
-    }
-}
-
-/// `(p, 10^q)` for the shortest decimal `p / 10^q` that rounds to `r` (q ≤ 19, nearest of
-/// two if two do); `r` rounded up to 19 decimals when none does. For `r` outside (0, 1]
-/// (which `validate` rejects): `(0, 1)` for `r ≤ 0`, and `(1, 0)`, never reached, for
-/// `r > 1` or NaN.
-const fn decimal_fraction(r: f64) -> (u64, u64) {
-    if r.is_nan() || r > 1.0 {
-        return (1, 0);
-    }
-    if r <= 0.0 {
-        return (0, 1);
-    }
-    // r = m · 2^-s exactly.
-    let bits = r.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as u32;
-    let frac = bits & ((1 << 52) - 1);
-    let (m, s) = if exp == 0 {
-        (frac, 1074)
-    } else {
-        (frac | (1 << 52), 1075 - exp)
-    };
-    // The decimals that parse back to r lie within half a gap to either neighbour; the
-    // gap below is half as wide at a power of two; the bounds belong to r when m is even
-    // (round half to even).
-    let narrow_below = m == 1 << 52 && exp > 1;
-    let inclusive = m % 2 == 0;
-    let m = m as u128;
-    let mut q = 0;
-    let mut scale: u128 = 1;
-    while q <= MAX_DECIMALS {
-        // b = r · 10^q · 2^s, exact: below 2^117.
-        let b = m * scale;
-        let below = if s < 128 { b >> s } else { 0 };
-        let pick_below = below > 0 && within(below, b, s, scale, true, narrow_below, inclusive);
-        let pick_above = within(below + 1, b, s, scale, false, narrow_below, inclusive);
-        if pick_below || pick_above {
-            let p = if pick_below && pick_above {
-                // Both round to r: the nearer one (the even one on a tie).
-                let a_below = below << s;
-                let a_above = (below + 1) << s;
-                let (d_below, d_above) = (b - a_below, a_above - b);
-                if d_below < d_above || (d_below == d_above && below % 2 == 0) {
-                    below
-                } else {
-                    below + 1
-                }
-            } else if pick_below {
-                below
-            } else {
-                below + 1
-            };
-            return (p as u64, scale as u64);
-        }
-        q += 1;
-        scale *= 10;
-    }
-    // No decimal with 19 places rounds to r: r rounded up to 19 places.
-    let scale = 10u128.pow(MAX_DECIMALS);
-    let b = m * scale;
-    let p = if s >= 128 {
-        1
-    } else {
-        (b >> s) + ((b & ((1 << s) - 1)) != 0) as u128
-    };
-    (p as u64, scale as u64)
-}
-
-/// Whether `p / scale` is within the rounding interval of `r = m·2^-s`, where
-/// `b = m · scale` and the candidate lies below r (`is_below`) or above it.
-const fn within(
-    p: u128,
-    b: u128,
-    s: u32,
-    scale: u128,
-    is_below: bool,
-    narrow_below: bool,
-    inclusive: bool,
-) -> bool {
-    // Distance · 2^s · scale, as |p · 2^s − b|; the half gap is scale / 2 in these units
-    // (scale / 4 below a power of two): compare 2·distance (or 4·distance) with scale.
-    if s >= 128 {
-        return false;
-    }
-    let Some(a) = p.checked_mul(1 << s) else {
-        return false;
-    };
-    let distance = if is_below { b - a } else { a - b };
-    let factor = if is_below && narrow_below { 4 } else { 2 };
-    let twice = distance.saturating_mul(factor);
-    if inclusive {
-        twice <= scale
-    } else {
-        twice < scale
     }
 }
 
@@ -296,11 +186,10 @@ const fn within(
 /// assert!(FailureRate::new(0.5).trip(&TripContext::new(&m, State::Closed, 0)));
 /// ```
 ///
-/// The comparison is exact: `ratio` is read as the decimal it is written as (the shortest
-/// decimal that rounds to the `f64`, which is what `{}` prints), so 7 failures in 25 calls
-/// reach `FailureRate::new(0.28)`. A ratio such as `1.0 / 3.0` means the decimal its
-/// `f64` prints, 0.3333333333333333, so one failure in three reaches it. A ratio that
-/// needs more than 19 decimal places is rounded up to 19.
+/// The quotient `failures / total` is compared with `ratio` (not `ratio · total` with the
+/// count, which rounds the wrong way: `0.28 × 25` is `7.000000000000001`), so 7 failures
+/// in 25 calls reach `FailureRate::new(0.28)`, 5 in 6 reach `5.0 / 6.0`, and 1 in 3
+/// reaches `1.0 / 3.0`: a ratio means the number it stands for.
 ///
 /// ```
 /// use fluxgate::{Metric, State, trippers::{FailureRate, TripContext, Tripper}};
@@ -308,6 +197,8 @@ const fn within(
 /// assert!(FailureRate::new(0.28).trip(&TripContext::new(&seven_of_25, State::Closed, 0)));
 /// let one_of_3 = Metric::new(3, 1, std::time::Duration::ZERO, &[]);
 /// assert!(FailureRate::new(1.0 / 3.0).trip(&TripContext::new(&one_of_3, State::Closed, 0)));
+/// let five_of_6 = Metric::new(6, 5, std::time::Duration::ZERO, &[]);
+/// assert!(FailureRate::new(5.0 / 6.0).trip(&TripContext::new(&five_of_6, State::Closed, 0)));
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct FailureRate(Ratio);
@@ -319,7 +210,7 @@ impl FailureRate {
     /// let _ = fluxgate::trippers::FailureRate::new(0.5);
     /// ```
     pub const fn new(ratio: f64) -> Self {
-        FailureRate(Ratio::new(ratio))
+        FailureRate(Ratio(ratio))
     }
 }
 
@@ -388,7 +279,7 @@ impl Tripper for AvgLatency {
 /// assert!(SlowRate::new(0.3, t).trip(&TripContext::new(&m, State::Closed, 0)));
 /// ```
 ///
-/// The ratio is compared exactly, as the decimal it is written as (see [`FailureRate`]).
+/// The ratio is compared with the quotient `slow / total`, as for [`FailureRate`].
 #[derive(Debug, Clone, Copy)]
 pub struct SlowRate {
     ratio: Ratio,
@@ -403,7 +294,7 @@ impl SlowRate {
     /// ```
     pub const fn new(ratio: f64, threshold: Duration) -> Self {
         SlowRate {
-            ratio: Ratio::new(ratio),
+            ratio: Ratio(ratio),
             threshold,
         }
     }
