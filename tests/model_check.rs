@@ -102,18 +102,17 @@ fn sm17_count_window_records_of_a_generation_never_leak_into_the_next() {
                 }
             })
         };
-        let transition = {
-            let w = w.clone();
-            thread::spawn(move || w.advance(g + 1))
-        };
+        // The breaker tells the window of a new generation before any call of it can
+        // record (`Window::advance`); calls of the old one may still be recording.
         let new = {
             let w = w.clone();
             thread::spawn(move || {
+                w.advance(g + 1);
                 w.record(g + 1, 0, Record::success(MS));
                 w.record(g + 1, 0, Record::success(MS));
             })
         };
-        for t in [old, transition, new] {
+        for t in [old, new] {
             t.join().unwrap();
         }
         let m = w.metric(g + 1, 0);
