@@ -14,6 +14,8 @@ const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
 const GEN_BITS: u32 = widths::TIME_GEN;
 const ERA_BITS: u32 = widths::TIME_ERA;
 const ERA_MASK: u64 = (1 << ERA_BITS) - 1;
+/// Buckets of older eras are swept every quarter of the era tag space.
+const ERA_SWEEP_EVERY: u64 = 1 << (ERA_BITS - 2);
 const LAP_BITS: u32 = widths::TIME_LAP;
 const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
 /// A later lap than a writer's own that a bucket may legitimately hold: a writer whose
@@ -245,6 +247,7 @@ impl TimeWindow {
     }
 
     #[cold]
+    #[cfg_attr(shuttle, allow(clippy::bad_bit_mask))] // one era per sweep there
     fn raise(&self, mut cur: u64, lap: u64) -> Option<u64> {
         loop {
             let last = cur >> 24;
@@ -263,7 +266,7 @@ impl TimeWindow {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if era != cur & 0xFF_FFFF && era % (1 << (ERA_BITS - 2)) == 0 {
+                    if era != cur & 0xFF_FFFF && era & (ERA_SWEEP_EVERY - 1) == 0 {
                         self.sweep_eras(era);
                     }
                     // The stamp's lap only ever rises here, so this keeps the last lap
