@@ -198,21 +198,8 @@ impl TimeWindow {
 
     #[cold]
     fn enter_slow(&self, g: u64, sweep: Sweep) {
-        let mut k = self.key.load(Ordering::SeqCst);
-        loop {
-            let next = match key_state(k) {
-                INVALID => break,
-                BUILDING => key(BUILDING, key_version(k) + 1, k & KEY_BODY_MASK),
-                _ => key(INVALID, key_version(k), 0),
-            };
-            match self
-                .key
-                .compare_exchange_weak(k, next, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => break,
-                Err(actual) => k = actual,
-            }
-        }
+        // The cache holds sums of the old generation: drop it, whatever second it is of.
+        self.invalidate(self.key.load(Ordering::SeqCst), 0, true);
         if sweep != Sweep::None {
             let live = tagged::tag_of(g, GEN_BITS);
             let all = sweep == Sweep::All;
@@ -407,12 +394,13 @@ impl TimeWindow {
     }
 
     /// A call was recorded into second `sec` after the cache of a later second was built
-    /// or started: drop that cache (a build in progress is told by a version bump).
+    /// or started (or, with `any`, the generation changed): drop that cache (a build in
+    /// progress is told by a version bump).
     #[cold]
-    fn invalidate(&self, mut k: u64, sec: u64) {
+    fn invalidate(&self, mut k: u64, sec: u64, any: bool) {
         loop {
             let next = match key_state(k) {
-                _ if key_second(k) <= sec => return,
+                _ if !any && key_second(k) <= sec => return,
                 INVALID => return,
                 BUILDING => key(BUILDING, key_version(k) + 1, k & KEY_BODY_MASK),
                 _ => key(INVALID, key_version(k), 0),
@@ -514,7 +502,7 @@ impl Window for TimeWindow {
         // scan sees our updates, or we see the cache of a later second and drop it.
         let k = self.key.load(Ordering::SeqCst);
         if key_second(k) > sec && key_state(k) != INVALID {
-            self.invalidate(k, sec);
+            self.invalidate(k, sec, false);
         }
     }
 
