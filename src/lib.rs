@@ -67,7 +67,7 @@ pub use fluxgate_core::tower;
 
 /// Listeners: what happens outside the breaker when its state changes.
 ///
-/// The traits, closures as listeners and [`log::LogListener`] come from the core; the
+/// The traits, closures as listeners and [`log::LogListener`](crate::listeners::log::LogListener) come from the core; the
 /// Prometheus and Slack listeners from their own crates, behind the features of the same
 /// names. See the core's [module documentation](fluxgate_core::listeners) for which thread
 /// runs a listener and what happens when listeners fall behind.

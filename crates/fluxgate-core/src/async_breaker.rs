@@ -5,7 +5,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::breaker::{shared_face_methods, Builder, Face};
+use crate::breaker::shared_face_methods;
+use crate::builder::{Builder, Face};
 use crate::core::Core;
 use crate::listeners::{AsyncListener, SpawnFuture};
 use crate::Error;

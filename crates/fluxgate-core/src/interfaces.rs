@@ -1,5 +1,7 @@
 //! The seed's trait names, so examples written against the Python library translate
-//! one to one (`from fluxgate.interfaces import IListener` → `use fluxgate_core::interfaces::IListener`).
+//! one to one (`from fluxgate.interfaces import IListener` → `use fluxgate::interfaces::IListener`).
+//! The traits carry these names as doc aliases too, so a search of the documentation for
+//! `IListener` finds [`Listener`](crate::listeners::Listener).
 //!
 //! ```
 //! use fluxgate_core::interfaces::IListener;

@@ -54,6 +54,7 @@
 
 mod async_breaker;
 mod breaker;
+mod builder;
 pub mod clock;
 mod core;
 mod error;
@@ -65,6 +66,7 @@ pub mod retries;
 mod signal;
 mod state;
 mod sync;
+mod tagged;
 pub mod trackers;
 pub mod trippers;
 pub mod windows;
@@ -74,7 +76,8 @@ pub mod windows;
 pub mod tower;
 
 pub use crate::async_breaker::AsyncCircuitBreaker;
-pub use crate::breaker::{Builder, CircuitBreaker};
+pub use crate::breaker::CircuitBreaker;
+pub use crate::builder::Builder;
 pub use crate::core::{Info, Outcome, Ticket};
 pub use crate::error::{escaped, CallNotPermitted, ConfigError, Error, Escaped};
 pub use crate::metric::{Metric, Record, MAX_SLOW_THRESHOLDS};

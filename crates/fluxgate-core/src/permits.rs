@@ -26,6 +26,7 @@ use crate::ConfigError;
 /// }
 /// assert!(FirstMinuteOnly.permit(Duration::ZERO));
 /// ```
+#[doc(alias = "IPermit")]
 pub trait Permit: Send + Sync + 'static {
     /// Whether to admit a call, given the time since the circuit entered `half_open`.
     fn permit(&self, since_half_open: Duration) -> bool;

@@ -90,6 +90,7 @@ impl RetryContext {
 /// assert_eq!(AfterTen.retry_after(&ctx), Some(Duration::from_secs(6)));
 /// assert!(!AfterTen.should_retry(&ctx));
 /// ```
+#[doc(alias = "IRetry")]
 pub trait Retry: Send + Sync + 'static {
     /// The total wait after opening before a probe may go; `None` for never.
     fn wait(&self, ctx: &RetryContext) -> Option<Duration>;

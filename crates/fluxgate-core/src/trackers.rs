@@ -27,6 +27,7 @@ use std::ops::{BitAnd, BitOr, Not};
 /// use fluxgate_core::trackers::{All, Tracker};
 /// assert!(All.track(&std::io::Error::other("x")));
 /// ```
+#[doc(alias = "ITracker")]
 pub trait Tracker: Send + Sync + 'static {
     /// Whether `error` is recorded as a failure.
     fn track(&self, error: &(dyn StdError + 'static)) -> bool;

@@ -69,6 +69,7 @@ impl<'a> TripContext<'a> {
 /// let cb = fluxgate_core::CircuitBreaker::builder("x").tripper(Never).build().unwrap();
 /// # let _ = cb;
 /// ```
+#[doc(alias = "ITripper")]
 pub trait Tripper: Send + Sync + 'static {
     /// Whether the rule holds.
     fn trip(&self, ctx: &TripContext<'_>) -> bool;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use crate::sync::widths;
 use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::tagged;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
@@ -46,7 +47,6 @@ const EPOCH_MASK: u64 = u64::MAX >> STATE_BITS;
 /// The streak and the half-open slots: the epoch's low bits, then a 32-bit count.
 const COUNT_BITS: u32 = 32;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const EPOCH_TAG_MASK: u64 = (1 << widths::EPOCH_TAG) - 1;
 
 #[inline]
 pub(crate) fn state_of(word: u64) -> State {
@@ -63,16 +63,16 @@ fn pack(state: State, epoch: u64) -> u64 {
     ((epoch & EPOCH_MASK) << STATE_BITS) | state as u64
 }
 
-/// A streak or slot word of `epoch` holding `count`.
+/// A streak or slot word of `epoch` holding `count` (a tagged word, see `crate::tagged`).
 #[inline]
 fn counted(epoch: u64, count: u64) -> u64 {
-    ((epoch & EPOCH_TAG_MASK) << COUNT_BITS) | (count & COUNT_MASK)
+    tagged::word(tagged::tag_of(epoch, widths::EPOCH_TAG), count, COUNT_BITS)
 }
 
 /// The count of a streak or slot word if it belongs to `epoch`.
 #[inline]
 fn count_in(word: u64, epoch: u64) -> Option<u64> {
-    (word >> COUNT_BITS == epoch & EPOCH_TAG_MASK).then_some(word & COUNT_MASK)
+    tagged::value_of(word, tagged::tag_of(epoch, widths::EPOCH_TAG), COUNT_BITS)
 }
 
 /// A jitter seed from the operating system's randomness (std's `RandomState` keys), new

@@ -83,6 +83,7 @@ pub type ListenerFuture = Pin<Box<dyn Future<Output = Result<(), ListenerError>>
 /// let cb = CircuitBreaker::builder("x").listener(Opens::default()).build().unwrap();
 /// cb.reset();
 /// ```
+#[doc(alias = "IListener")]
 pub trait Listener: Send + Sync + 'static {
     /// Called once per transition, outside every lock of the breaker.
     fn on_signal(&self, signal: &Signal) -> Result<(), ListenerError>;
@@ -133,6 +134,7 @@ where
 ///     }
 /// }
 /// ```
+#[doc(alias = "IAsyncListener")]
 pub trait AsyncListener: Send + Sync + 'static {
     /// Starts handling one transition; the returned future is driven off the call path.
     /// Work that must keep transition order belongs here, before the future: futures of

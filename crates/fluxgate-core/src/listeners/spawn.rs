@@ -379,3 +379,15 @@ impl Drop for Pump {
         }
     }
 }
+
+/// Hands every signal to the async listeners' lanes, off the call path (L-3, R-2).
+pub(crate) fn async_hook(
+    listeners: Vec<Arc<dyn AsyncListener>>,
+    spawner: Option<Spawner>,
+) -> Option<Box<dyn SignalHook>> {
+    if listeners.is_empty() {
+        return None;
+    }
+    let spawner = spawner.unwrap_or_else(default_spawner);
+    Some(Box::new(AsyncHook::new(listeners, spawner)))
+}

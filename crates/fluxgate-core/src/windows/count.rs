@@ -2,8 +2,8 @@ use crate::sync::widths;
 use crate::sync::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::tagged::{self, Generations, Sweep};
 use super::Window;
+use crate::tagged::{self, Generations, Sweep};
 use crate::{ConfigError, Metric, Record};
 
 const TAG_BITS: u32 = widths::COUNT_TAG;

@@ -40,6 +40,7 @@ pub use time::TimeWindow;
 /// w.advance(8);
 /// assert_eq!(w.metric(8, 0).total_count, 0);          // a new generation starts empty
 /// ```
+#[doc(alias = "IWindow")]
 pub trait Window: Send + Sync + 'static {
     /// Records one outcome in `generation` at time `now_nanos`.
     fn record(&self, generation: u64, now_nanos: u64, record: Record);
@@ -111,5 +112,3 @@ impl<W: Window + ?Sized> Window for Box<W> {
         (**self).validate()
     }
 }
-
-pub(crate) mod tagged;

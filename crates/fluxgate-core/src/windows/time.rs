@@ -2,9 +2,9 @@ use crate::sync::widths;
 use crate::sync::{fence, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::tagged::{self, Generations, Sweep};
 use super::Window;
 use crate::metric::MAX_SLOW_THRESHOLDS;
+use crate::tagged::{self, Generations, Sweep};
 use crate::{ConfigError, Metric, Record};
 
 const VALUE_BITS: u32 = 40;

@@ -1,5 +1,7 @@
 //! Words of the form `tag | value`, and the generation bookkeeping that keeps their tags
-//! honest for any number of generations.
+//! honest for any number of generations. The one home of the tag helpers: the
+//! windows tag their words with a generation, the core tags its failure streak and its
+//! half-open slots with the epoch of the state they count for.
 //!
 //! A window word carries a few bits of the generation it was written in, so that moving
 //! to a new generation empties the window without touching it. A truncated tag can only
@@ -93,6 +95,18 @@ pub(crate) fn tag_of(generation: u64, bits: u32) -> u64 {
     generation & ((1u64 << bits) - 1)
 }
 
+/// The word that holds `value` (its low `bits` bits) under `tag`.
+#[inline]
+pub(crate) fn word(tag: u64, value: u64, bits: u32) -> u64 {
+    (tag << bits) | (value & ((1u64 << bits) - 1))
+}
+
+/// The value of `word` if it carries `tag`, `None` when it carries another one.
+#[inline]
+pub(crate) fn value_of(word: u64, tag: u64, bits: u32) -> Option<u64> {
+    (word >> bits == tag).then_some(word & ((1u64 << bits) - 1))
+}
+
 /// Applies `f` to the value of `word` for `tag`, with `bits` value bits. A word of
 /// another tag is stale (its value reads as zero) unless `late()` says a newer
 /// generation exists; then nothing is written and false is returned.
@@ -104,17 +118,14 @@ pub(crate) fn update(
     late: impl Fn() -> bool,
     mut f: impl FnMut(u64) -> u64,
 ) -> bool {
-    let mask = (1u64 << bits) - 1;
     let mut cur = word.load(Ordering::Acquire);
     loop {
-        let value = if cur >> bits == tag {
-            cur & mask
-        } else if late() {
-            return false;
-        } else {
-            0
+        let value = match value_of(cur, tag, bits) {
+            Some(value) => value,
+            None if late() => return false,
+            None => 0,
         };
-        let next = (tag << bits) | (f(value) & mask);
+        let next = self::word(tag, f(value), bits);
         if next == cur {
             return true;
         }
@@ -128,12 +139,7 @@ pub(crate) fn update(
 /// The value of `word` for `tag`, zero when the word carries another tag.
 #[inline]
 pub(crate) fn read(word: &AtomicU64, tag: u64, bits: u32) -> u64 {
-    let cur = word.load(Ordering::Acquire);
-    if cur >> bits == tag {
-        cur & ((1u64 << bits) - 1)
-    } else {
-        0
-    }
+    value_of(word.load(Ordering::Acquire), tag, bits).unwrap_or(0)
 }
 
 /// Sets `word` to zero unless `keep` says its content is live. A concurrent writer that
