@@ -269,7 +269,7 @@ fn decimal_of(r: f64) -> (u64, u32) {
 }
 
 #[test]
-fn tr4_tr6_ratio_is_the_shortest_decimal_of_the_f64() {
+fn tr4_tr6_a_decimal_ratio_is_reached_by_its_own_fraction() {
     let t = SEC;
     let check = |r: f64| {
         let (p, q) = decimal_of(r);

@@ -40,9 +40,11 @@ use crate::Signal;
 pub(crate) const QUEUE_CAPACITY: usize = 1024;
 
 /// Background delivery threads at most; more breakers with a backlog wait their turn.
+#[cfg_attr(shuttle, allow(dead_code))]
 pub(crate) const MAX_WORKERS: usize = 32;
 
 /// How long an idle delivery thread waits for work before it exits.
+#[cfg_attr(shuttle, allow(dead_code))]
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// Least time between two "falling behind" warnings of one queue.

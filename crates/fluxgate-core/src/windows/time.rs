@@ -14,6 +14,8 @@ const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
 const GEN_BITS: u32 = widths::TIME_GEN;
 const ERA_BITS: u32 = widths::TIME_ERA;
 const ERA_MASK: u64 = (1 << ERA_BITS) - 1;
+/// Buckets of older eras are swept every quarter of the era tag space.
+const ERA_SWEEP_EVERY: u64 = 1 << (ERA_BITS - 2);
 const LAP_BITS: u32 = widths::TIME_LAP;
 const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
 /// A later lap than a writer's own that a bucket may legitimately hold: a writer whose
@@ -196,21 +198,8 @@ impl TimeWindow {
 
     #[cold]
     fn enter_slow(&self, g: u64, sweep: Sweep) {
-        let mut k = self.key.load(Ordering::SeqCst);
-        loop {
-            let next = match key_state(k) {
-                INVALID => break,
-                BUILDING => key(BUILDING, key_version(k) + 1, k & KEY_BODY_MASK),
-                _ => key(INVALID, key_version(k), 0),
-            };
-            match self
-                .key
-                .compare_exchange_weak(k, next, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => break,
-                Err(actual) => k = actual,
-            }
-        }
+        // The cache holds sums of the old generation: drop it, whatever second it is of.
+        self.invalidate(self.key.load(Ordering::SeqCst), 0, true);
         if sweep != Sweep::None {
             let live = tagged::tag_of(g, GEN_BITS);
             let all = sweep == Sweep::All;
@@ -245,6 +234,7 @@ impl TimeWindow {
     }
 
     #[cold]
+    #[cfg_attr(shuttle, allow(clippy::bad_bit_mask))] // one era per sweep there
     fn raise(&self, mut cur: u64, lap: u64) -> Option<u64> {
         loop {
             let last = cur >> 24;
@@ -263,7 +253,7 @@ impl TimeWindow {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    if era != cur & 0xFF_FFFF && era % (1 << (ERA_BITS - 2)) == 0 {
+                    if era != cur & 0xFF_FFFF && era & (ERA_SWEEP_EVERY - 1) == 0 {
                         self.sweep_eras(era);
                     }
                     // The stamp's lap only ever rises here, so this keeps the last lap
@@ -404,12 +394,13 @@ impl TimeWindow {
     }
 
     /// A call was recorded into second `sec` after the cache of a later second was built
-    /// or started: drop that cache (a build in progress is told by a version bump).
+    /// or started (or, with `any`, the generation changed): drop that cache (a build in
+    /// progress is told by a version bump).
     #[cold]
-    fn invalidate(&self, mut k: u64, sec: u64) {
+    fn invalidate(&self, mut k: u64, sec: u64, any: bool) {
         loop {
             let next = match key_state(k) {
-                _ if key_second(k) <= sec => return,
+                _ if !any && key_second(k) <= sec => return,
                 INVALID => return,
                 BUILDING => key(BUILDING, key_version(k) + 1, k & KEY_BODY_MASK),
                 _ => key(INVALID, key_version(k), 0),
@@ -511,7 +502,7 @@ impl Window for TimeWindow {
         // scan sees our updates, or we see the cache of a later second and drop it.
         let k = self.key.load(Ordering::SeqCst);
         if key_second(k) > sec && key_state(k) != INVALID {
-            self.invalidate(k, sec);
+            self.invalidate(k, sec, false);
         }
     }
 
