@@ -10,19 +10,19 @@
 //! The simulated upstream is healthy for 10 s, then fails for 20 s, and so on.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
-use fluxgate::listeners::prometheus::{axum_router, PrometheusListener};
+use fluxgate::AsyncCircuitBreaker;
+use fluxgate::listeners::prometheus::{PrometheusListener, axum_router};
 use fluxgate::retries::Cooldown;
 use fluxgate::tower::{CircuitBreakerLayer, ServerErrors};
 use fluxgate::trippers::{FailureRate, MinRequests};
-use fluxgate::AsyncCircuitBreaker;
 
 /// A simulated upstream whose health can be switched at run time.
 #[derive(Debug)]

@@ -55,11 +55,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use fluxgate_core::{clock, interfaces, permits, retries, trackers, trippers, windows};
 pub use fluxgate_core::{
     AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Info,
-    Metric, Outcome, Record, Signal, State, Ticket, MAX_SLOW_THRESHOLDS,
+    MAX_SLOW_THRESHOLDS, Metric, Outcome, Record, Signal, State, Ticket,
 };
+pub use fluxgate_core::{clock, interfaces, permits, retries, trackers, trippers, windows};
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

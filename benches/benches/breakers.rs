@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
 use fluxgate::trippers::{MinRequests, SlowRate};
 use fluxgate::windows::TimeWindow;
@@ -53,11 +53,7 @@ fn fail() -> Res {
 #[inline(always)]
 fn one_in_100(i: &mut u64) -> Res {
     *i += 1;
-    if *i % 100 == 0 {
-        fail()
-    } else {
-        work()
-    }
+    if *i % 100 == 0 { fail() } else { work() }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);

@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use tower::Layer;
 
 /// The system allocator, counting live bytes.
@@ -149,10 +149,10 @@ fn exposition(c: &mut Criterion) {
     use std::net::TcpStream;
     use std::sync::Arc;
 
-    use fluxgate::listeners::prometheus::{
-        encode_text, start_http_server_with_registry, PrometheusListener,
-    };
     use fluxgate::listeners::Listener;
+    use fluxgate::listeners::prometheus::{
+        PrometheusListener, encode_text, start_http_server_with_registry,
+    };
 
     const CIRCUITS: usize = 10_000;
     let registry = prometheus::Registry::new();

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fluxgate::listeners::prometheus::{start_http_server, PrometheusListener};
+use fluxgate::listeners::prometheus::{PrometheusListener, start_http_server};
 use fluxgate::permits::{RampUp, Random};
 use fluxgate::retries::{Backoff, Cooldown};
 use fluxgate::trippers::{

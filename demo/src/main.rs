@@ -2,7 +2,7 @@
 //! `cargo run --release -p fluxgate-demo`: the demo, from the command line (see the
 //! library's documentation for what it shows and its options).
 
-use fluxgate_demo::{run, stop_on_ctrl_c, Options, USAGE};
+use fluxgate_demo::{Options, USAGE, run, stop_on_ctrl_c};
 
 fn main() -> std::process::ExitCode {
     let opts = match Options::from_args(std::env::args().skip(1)) {

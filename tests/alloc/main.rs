@@ -20,7 +20,7 @@ use fluxgate::clock::ManualClock;
 use fluxgate::retries::{Always, Cooldown};
 use fluxgate::trippers::{FailureStreak, HalfOpened, MinRequests, SlowRate};
 use fluxgate::windows::TimeWindow;
-use fluxgate::{permits, AsyncCircuitBreaker, CircuitBreaker, Error, State};
+use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, Error, State, permits};
 
 struct Counting;
 

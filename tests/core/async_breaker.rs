@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use crate::support::*;
@@ -12,7 +12,7 @@ use fluxgate::listeners::{AsyncListener, ListenerError, ListenerFuture};
 use fluxgate::retries::Always;
 use fluxgate::trippers::{Closed, FailureStreak, HalfOpened, MinRequests, SlowRate};
 use fluxgate::windows::CountWindow;
-use fluxgate::{permits, AsyncCircuitBreaker, Error, Signal, State};
+use fluxgate::{AsyncCircuitBreaker, Error, Signal, State, permits};
 use futures_like::poll_once;
 
 /// A minimal "poll once" helper so tests can start a future and then drop it mid-flight.

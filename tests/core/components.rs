@@ -120,10 +120,12 @@ fn w2_time_window_span_must_be_whole_seconds() {
         assert_eq!((err.component(), err.parameter()), ("TimeWindow", "span"));
         assert!(err.to_string().contains(&format!("{span:?}")), "{err}");
     }
-    assert!(CircuitBreaker::builder("x")
-        .window(TimeWindow::new(SEC))
-        .build()
-        .is_ok());
+    assert!(
+        CircuitBreaker::builder("x")
+            .window(TimeWindow::new(SEC))
+            .build()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -224,8 +226,8 @@ fn tk1_all_typeof_custom() {
 
 #[test]
 fn tk2_combinators_nest_and_short_circuit() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let io_t = TypeOf::<io::Error>::new();
     let not_found = Custom::new(|e: &io::Error| e.kind() == io::ErrorKind::NotFound);
     let t = io_t & !not_found;

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use fluxgate::clock::ManualClock;
 use fluxgate::retries::Always;
 use fluxgate::trippers::{Closed, FailureStreak, HalfOpened};
 use fluxgate::windows::{CountWindow, TimeWindow};
-use fluxgate::{permits, CircuitBreaker, Signal, State};
+use fluxgate::{CircuitBreaker, Signal, State, permits};
 
 const THREADS: usize = 8;
 const CALLS: usize = 100_000;

@@ -4,8 +4,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use fluxgate::listeners::log::{Level, LogListener, DEFAULT_TARGET};
 use fluxgate::listeners::Listener;
+use fluxgate::listeners::log::{DEFAULT_TARGET, Level, LogListener};
 use fluxgate::{Signal, State};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Layer, SubscriberExt};

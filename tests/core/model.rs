@@ -14,7 +14,7 @@ use fluxgate::retries::Backoff;
 use fluxgate::trackers::TypeOf;
 use fluxgate::trippers::{FailureRate, FailureStreak, MinRequests, SlowRate};
 use fluxgate::windows::CountWindow;
-use fluxgate::{permits, AsyncCircuitBreaker, CircuitBreaker, Error, State};
+use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, Error, State, permits};
 use proptest::prelude::*;
 
 const WINDOW: usize = 5;

@@ -49,8 +49,8 @@ use fluxgate::trippers::{
     Tripper,
 };
 use fluxgate::windows::{CountWindow, TimeWindow};
-use fluxgate::{permits, trackers, CircuitBreaker, ConfigError, Error, Signal, State};
-use serde_json::{json, Value};
+use fluxgate::{CircuitBreaker, ConfigError, Error, Signal, State, permits, trackers};
+use serde_json::{Value, json};
 
 /// One tick of the scenarios' clock: 1/64 s.
 const TICK_NANOS: u64 = 15_625_000;
@@ -674,11 +674,7 @@ fn gen_marathon(rng: &mut fastrand::Rng, id: usize) -> Scenario {
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 fn generate(seed: u64, id: usize, marathons: usize) -> Scenario {

@@ -5,11 +5,11 @@
 
 use std::net::SocketAddr;
 
-use crate::support::prometheus::{http_get, raw_request, HttpResponse};
-use axum::routing::get;
+use crate::support::prometheus::{HttpResponse, http_get, raw_request};
 use axum::Router;
+use axum::routing::get;
 use fluxgate::listeners::prometheus::{
-    axum_router, encode_text, metrics_handler, PrometheusListener, CONTENT_TYPE,
+    CONTENT_TYPE, PrometheusListener, axum_router, encode_text, metrics_handler,
 };
 use fluxgate::{AsyncCircuitBreaker, State};
 use prometheus::Registry;
@@ -59,9 +59,11 @@ async fn pr6_the_axum_route_serves_the_registry_like_start_http_server() {
     assert_eq!(metrics.status, 200);
     assert_eq!(metrics.header("content-type"), Some(CONTENT_TYPE));
     assert_eq!(metrics.body, encode_text(&registry).unwrap());
-    assert!(metrics
-        .body
-        .contains("circuit_breaker_state{circuit_name=\"api_gateway\",state=\"forced_open\"} 1\n"));
+    assert!(
+        metrics.body.contains(
+            "circuit_breaker_state{circuit_name=\"api_gateway\",state=\"forced_open\"} 1\n"
+        )
+    );
 
     assert_eq!(fetch(addr, "/").await.body, "hello");
     assert_eq!(fetch(addr, "/nothing").await.status, 404);
@@ -91,8 +93,10 @@ async fn pr6_the_handler_mounts_under_any_path_and_sees_later_transitions() {
     cb.disable();
     let response = fetch(addr, "/internal/metrics").await;
     assert_eq!(response.status, 200);
-    assert!(response
-        .body
-        .contains("circuit_breaker_state{circuit_name=\"late\",state=\"disabled\"} 1\n"));
+    assert!(
+        response
+            .body
+            .contains("circuit_breaker_state{circuit_name=\"late\",state=\"disabled\"} 1\n")
+    );
     assert_eq!(fetch(addr, "/metrics").await.status, 404);
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use fluxgate::listeners::prometheus::{encode_text, PrometheusListener};
+use fluxgate::listeners::prometheus::{PrometheusListener, encode_text};
 use fluxgate::retries::{Always, Never};
 use fluxgate::trippers::FailureStreak;
 use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, State};
@@ -121,8 +121,10 @@ fn pr2_three_failures_trip_the_breaker_and_the_series_follow() {
         Some(1.0)
     );
     let exposition = encode_text(&registry).unwrap();
-    assert!(exposition
-        .contains("circuit_breaker_state{circuit_name=\"payment_api\",state=\"open\"} 1\n"));
+    assert!(
+        exposition
+            .contains("circuit_breaker_state{circuit_name=\"payment_api\",state=\"open\"} 1\n")
+    );
     assert!(exposition.contains(
         "circuit_breaker_state_transition_total{circuit_name=\"payment_api\",new_state=\"open\",old_state=\"closed\"} 1\n"
     ));

@@ -4,12 +4,12 @@
 #![cfg(feature = "prometheus-client")]
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use fluxgate::listeners::prometheus::PrometheusClientListener;
 use fluxgate::listeners::Listener;
+use fluxgate::listeners::prometheus::PrometheusClientListener;
 use fluxgate::{CircuitBreaker, Signal, State};
 use prometheus_client::registry::Registry;
 

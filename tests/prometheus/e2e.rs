@@ -11,8 +11,8 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::support::prometheus::{require_tool, PrometheusServer};
-use fluxgate::listeners::prometheus::{start_http_server, PrometheusListener};
+use crate::support::prometheus::{PrometheusServer, require_tool};
+use fluxgate::listeners::prometheus::{PrometheusListener, start_http_server};
 use fluxgate::retries::Never;
 use fluxgate::trippers::FailureStreak;
 use fluxgate::{CircuitBreaker, State};

@@ -10,14 +10,14 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use fluxgate::listeners::prometheus::{start_http_server_with_registry, PrometheusListener};
-use fluxgate::listeners::Listener;
 use fluxgate::State;
+use fluxgate::listeners::Listener;
+use fluxgate::listeners::prometheus::{PrometheusListener, start_http_server_with_registry};
 use prometheus::Registry;
 
 /// Attackers of each kind.

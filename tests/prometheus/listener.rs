@@ -5,12 +5,12 @@
 #![cfg(feature = "prometheus")]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use fluxgate::listeners::prometheus::{encode_text, PrometheusListener};
 use fluxgate::listeners::Listener;
+use fluxgate::listeners::prometheus::{PrometheusListener, encode_text};
 use fluxgate::{Signal, State};
 use prometheus::Registry;
 

@@ -7,8 +7,8 @@
 use std::time::SystemTime;
 
 use crate::support::prometheus::{promtool_check_metrics, require_tool};
-use fluxgate::listeners::prometheus::MetricsListener;
 use fluxgate::listeners::Listener;
+use fluxgate::listeners::prometheus::MetricsListener;
 use fluxgate::{CircuitBreaker, Signal, State};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 

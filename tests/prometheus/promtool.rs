@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use crate::support::prometheus::{http_get, promtool_check_metrics, require_tool, TempDir};
-use fluxgate::listeners::prometheus::{
-    encode_text, start_http_server_with_registry, PrometheusListener,
-};
+use crate::support::prometheus::{TempDir, http_get, promtool_check_metrics, require_tool};
 use fluxgate::listeners::Listener;
+use fluxgate::listeners::prometheus::{
+    PrometheusListener, encode_text, start_http_server_with_registry,
+};
 use fluxgate::{Signal, State};
 use prometheus::Registry;
 

@@ -9,11 +9,11 @@ use std::net::TcpStream;
 use std::time::SystemTime;
 
 use crate::support::prometheus::{http_get, raw_request};
-use fluxgate::listeners::prometheus::{
-    encode_text, start_http_server, start_http_server_with_registry, MetricsServer,
-    PrometheusListener, CONTENT_TYPE,
-};
 use fluxgate::listeners::Listener;
+use fluxgate::listeners::prometheus::{
+    CONTENT_TYPE, MetricsServer, PrometheusListener, encode_text, start_http_server,
+    start_http_server_with_registry,
+};
 use fluxgate::{Signal, State};
 use prometheus::Registry;
 
@@ -48,9 +48,11 @@ fn pr6_pr7_get_metrics_returns_the_registry_in_the_classic_text_format() {
         response.header("content-length"),
         Some(response.body.len().to_string().as_str())
     );
-    assert!(response
-        .body
-        .contains("circuit_breaker_state{circuit_name=\"payment_api\",state=\"open\"} 1\n"));
+    assert!(
+        response
+            .body
+            .contains("circuit_breaker_state{circuit_name=\"payment_api\",state=\"open\"} 1\n")
+    );
     server.shutdown();
 }
 

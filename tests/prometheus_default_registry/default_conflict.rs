@@ -7,7 +7,7 @@
 
 use std::io;
 
-use fluxgate::listeners::prometheus::{encode_text, PrometheusListener};
+use fluxgate::listeners::prometheus::{PrometheusListener, encode_text};
 use fluxgate::trippers::FailureStreak;
 use fluxgate::{CircuitBreaker, State};
 use prometheus::{IntGaugeVec, Opts};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::support::logs::LogText;
 use crate::support::*;
 use fluxgate::trippers::FailureStreak;
-use fluxgate::{permits, retries, AsyncCircuitBreaker, CircuitBreaker, Signal, State};
+use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, Signal, State, permits, retries};
 
 /// How long a thread may take to come back before the test calls it stuck.
 const STUCK: Duration = Duration::from_secs(20);

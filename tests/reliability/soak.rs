@@ -7,7 +7,7 @@
 //! continuous chain of transitions that ends at the breaker's state.
 
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
@@ -17,7 +17,7 @@ use fluxgate::clock::Clock;
 use fluxgate::retries::Cooldown;
 use fluxgate::trippers::{FailureRate, FailureStreak, MinRequests, SlowRate};
 use fluxgate::windows::{CountWindow, TimeWindow};
-use fluxgate::{permits, AsyncCircuitBreaker, CircuitBreaker, Signal, State};
+use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, Signal, State, permits};
 
 const WINDOW: usize = 50;
 const HALF_OPEN: usize = 3;

@@ -5,12 +5,12 @@
 use crate::support::slack as slack_support;
 
 use std::io;
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use fluxgate::listeners::slack::{AsyncSlackListener, SlackListener};
-use fluxgate::{permits, retries, trippers, AsyncCircuitBreaker, CircuitBreaker, Error, State};
-use slack_support::{Reply, SlackServer, DEADLINE};
+use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, Error, State, permits, retries, trippers};
+use slack_support::{DEADLINE, Reply, SlackServer};
 
 const TOKEN: &str = "xoxb-test-secret-token";
 
@@ -70,7 +70,7 @@ fn sl4_protected_call_returns_before_slack_answers() {
     assert_eq!(cb.info().state, State::Open);
 
     server.wait_holding(1); // the trip message reached Slack, which has not answered yet
-                            // Further calls are served at full speed while Slack is still holding: recovery.
+    // Further calls are served at full speed while Slack is still holding: recovery.
     assert!(cb.call(succeed).is_ok());
     assert_eq!(cb.info().state, State::Closed);
     assert_eq!(server.holding(), 1);

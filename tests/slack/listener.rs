@@ -10,11 +10,11 @@ use crate::support::slack as slack_support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::logs::Logs;
+use State::{Closed, Disabled, ForcedOpen, HalfOpen, MetricsOnly, Open};
 use fluxgate::listeners::slack::{AsyncSlackListener, SlackListener, Template};
 use fluxgate::listeners::{AsyncListener, Listener};
 use fluxgate::{Signal, State};
-use slack_support::{Reply, SlackServer, DEADLINE};
-use State::{Closed, Disabled, ForcedOpen, HalfOpen, MetricsOnly, Open};
+use slack_support::{DEADLINE, Reply, SlackServer};
 
 const TOKEN: &str = "xoxb-test-secret-token";
 const CHANNEL: &str = "C0123456789";
@@ -58,10 +58,11 @@ fn sl1_posts_chat_post_message_with_bearer_token_and_attachment() {
         r.header("authorization"),
         Some("Bearer xoxb-test-secret-token")
     );
-    assert!(r
-        .header("content-type")
-        .unwrap_or("")
-        .starts_with("application/json"));
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json")
+    );
     assert_eq!(r.body["channel"], CHANNEL);
     assert_eq!(r.body["attachments"].as_array().map(Vec::len), Some(1));
     assert_eq!(r.color(), "#FF4C4C");

@@ -38,7 +38,7 @@ pub(crate) struct Logs(Arc<Mutex<Vec<Event>>>);
 impl Logs {
     /// A subscriber that records into `self`; set it as default while building a listener
     /// and the listener's worker logs into it too.
-    pub(crate) fn subscriber(&self) -> impl Subscriber + Send + Sync + 'static {
+    pub(crate) fn subscriber(&self) -> impl Subscriber + Send + Sync + 'static + use<> {
         tracing_subscriber::registry().with(self.clone())
     }
 
@@ -84,7 +84,7 @@ pub(crate) struct LogText(Arc<Mutex<Vec<u8>>>);
 
 impl LogText {
     /// A `fmt` subscriber that writes into `self` (without timestamps).
-    pub(crate) fn subscriber(&self) -> impl Subscriber + Send + Sync + 'static {
+    pub(crate) fn subscriber(&self) -> impl Subscriber + Send + Sync + 'static + use<> {
         tracing_subscriber::fmt()
             .with_writer(self.clone())
             .with_ansi(false)
@@ -94,7 +94,10 @@ impl LogText {
 
     /// A subscriber that records the events into `logs` and their lines into `self`
     /// (without timestamps).
-    pub(crate) fn with_events(&self, logs: &Logs) -> impl Subscriber + Send + Sync + 'static {
+    pub(crate) fn with_events(
+        &self,
+        logs: &Logs,
+    ) -> impl Subscriber + Send + Sync + 'static + use<> {
         tracing_subscriber::registry().with(logs.clone()).with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)

@@ -24,7 +24,7 @@ pub(crate) fn boom() -> io::Error {
 pub(crate) struct Recorder(pub(crate) Arc<Mutex<Vec<Signal>>>);
 
 impl Recorder {
-    pub(crate) fn listener(&self) -> impl Fn(&Signal) + Send + Sync + 'static {
+    pub(crate) fn listener(&self) -> impl Fn(&Signal) + Send + Sync + 'static + use<> {
         let inner = self.0.clone();
         move |s: &Signal| inner.lock().unwrap().push(s.clone())
     }

@@ -143,7 +143,9 @@ pub(crate) fn require_tool(name: &str) -> Option<PathBuf> {
         if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
             panic!("{message}");
         }
-        eprintln!("\n==================== SKIPPED ====================\n{message}\n=================================================\n");
+        eprintln!(
+            "\n==================== SKIPPED ====================\n{message}\n=================================================\n"
+        );
     }
     found
 }

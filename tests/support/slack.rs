@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// How long a test waits for something that should happen promptly before it fails.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(20);

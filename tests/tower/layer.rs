@@ -12,8 +12,8 @@ use fluxgate::clock::ManualClock;
 use fluxgate::retries::{Always, Cooldown};
 use fluxgate::tower::{CircuitBreakerLayer, ServerErrors};
 use fluxgate::trippers::FailureStreak;
-use fluxgate::{permits, AsyncCircuitBreaker, Error, Outcome, State};
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use fluxgate::{AsyncCircuitBreaker, Error, Outcome, State, permits};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 fn status(code: u16) -> http::Response<String> {
     http::Response::builder()

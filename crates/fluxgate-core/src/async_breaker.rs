@@ -5,11 +5,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::Error;
 use crate::breaker::shared_face_methods;
 use crate::builder::{Builder, Face};
 use crate::core::Core;
 use crate::listeners::{AsyncListener, SpawnFuture};
-use crate::Error;
 
 /// A circuit breaker for async calls, over the same core as [`CircuitBreaker`](crate::CircuitBreaker).
 ///

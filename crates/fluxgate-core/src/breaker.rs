@@ -5,9 +5,9 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::Error;
 use crate::builder::{Builder, Face};
 use crate::core::Core;
-use crate::Error;
 
 /// A thread-safe circuit breaker for synchronous calls.
 ///

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::core::{Core, Parts};
-use crate::listeners::spawn::{async_hook, Spawner};
+use crate::listeners::spawn::{Spawner, async_hook};
 use crate::listeners::{AsyncListener, Listener};
 use crate::permits::{Permit, RampUp};
 use crate::retries::{Cooldown, Retry};

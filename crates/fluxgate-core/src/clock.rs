@@ -4,8 +4,8 @@
 //! must not sleep. Every breaker owns a [`Clock`]: [`SystemClock`] in production,
 //! [`ManualClock`] in tests, moved by hand with [`ManualClock::advance`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(feature = "quanta"))]
 use std::time::Instant;
 use std::time::{Duration, SystemTime};

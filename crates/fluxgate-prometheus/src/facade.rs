@@ -12,7 +12,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use super::{Exporter, Sink, STATE_HELP, STATE_METRIC, TRANSITION_HELP, TRANSITION_METRIC};
+use super::{Exporter, STATE_HELP, STATE_METRIC, Sink, TRANSITION_HELP, TRANSITION_METRIC};
 use fluxgate_core::listeners::{Listener, ListenerError};
 use fluxgate_core::{Signal, State};
 

@@ -80,8 +80,8 @@ pub use listener::PrometheusListener;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use server::{
-    encode_text, start_http_server, start_http_server_with_registry, MetricsServer, ServeError,
-    CONTENT_TYPE,
+    CONTENT_TYPE, MetricsServer, ServeError, encode_text, start_http_server,
+    start_http_server_with_registry,
 };
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -13,8 +13,8 @@ use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::{
-    all_transitions, lock_ignoring_poison, Exporter, Sink, STATE_HELP, STATE_METRIC,
-    TRANSITION_HELP, TRANSITION_METRIC,
+    Exporter, STATE_HELP, STATE_METRIC, Sink, TRANSITION_HELP, TRANSITION_METRIC, all_transitions,
+    lock_ignoring_poison,
 };
 use fluxgate_core::listeners::{Listener, ListenerError};
 use fluxgate_core::{Signal, State};

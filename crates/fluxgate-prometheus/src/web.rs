@@ -5,13 +5,13 @@
 //! FastAPI for that reason; here the same registry becomes an axum route that answers
 //! exactly what [`start_http_server`](super::start_http_server) answers.
 
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
 use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
 use prometheus::Registry;
 
-use super::{encode_text, CONTENT_TYPE};
+use super::{CONTENT_TYPE, encode_text};
 
 /// A router with `GET /metrics` serving `registry`, to merge into an application: the
 /// seed's `app.mount("/metrics", make_asgi_app())` (PR-6).

@@ -49,8 +49,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
-use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
+use tracing::instrument::WithSubscriber;
 
 pub use template::Template;
 

@@ -24,7 +24,7 @@
 //! one, then at most one a minute, is logged as a warning.
 
 use std::collections::VecDeque;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 #[cfg(not(shuttle))]
 use std::sync::OnceLock;
@@ -33,8 +33,8 @@ use crate::sync::thread::{self, ThreadId};
 use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::listeners::{notify_one, panic_message, Listener};
 use crate::Signal;
+use crate::listeners::{Listener, notify_one, panic_message};
 
 /// Signals that may wait for a breaker's listeners before new ones are coalesced.
 pub(crate) const QUEUE_CAPACITY: usize = 1024;

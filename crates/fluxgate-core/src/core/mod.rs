@@ -292,7 +292,7 @@ impl Core {
                         word,
                         start: 0,
                         slot: false,
-                    })
+                    });
                 }
                 State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
                 State::Open => {

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{state_of, Admission, Core};
+use super::{Admission, Core, state_of};
 use crate::State;
 
 /// How a call ended, as the breaker should count it.

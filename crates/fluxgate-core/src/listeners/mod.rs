@@ -48,7 +48,7 @@
 //! ```
 
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 
 use crate::{Signal, State};

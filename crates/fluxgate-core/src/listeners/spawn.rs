@@ -8,16 +8,16 @@
 //! none. Every future is guarded: an error or a panic is logged, nothing else.
 
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::{panic_message, AsyncListener, ListenerFuture};
-use crate::core::dispatch::{SignalHook, SignalQueue, QUEUE_CAPACITY};
+use super::{AsyncListener, ListenerFuture, panic_message};
 use crate::Signal;
+use crate::core::dispatch::{QUEUE_CAPACITY, SignalHook, SignalQueue};
 
 /// A future with no output, boxed, as spawners receive it.
 pub type SpawnFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;

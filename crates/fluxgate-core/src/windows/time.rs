@@ -1,5 +1,5 @@
 use crate::sync::widths;
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use super::Window;
