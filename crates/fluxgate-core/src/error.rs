@@ -296,6 +296,11 @@ impl std::error::Error for CallNotPermitted {}
 pub struct Escaped<'a>(&'a str);
 
 /// `name`, ready to be written into a message or a `Display` text (R-6).
+/// Integrations (the Slack messages, say) use it wherever they show a circuit name.
+///
+/// ```
+/// assert_eq!(fluxgate_core::escaped("pay\nments").to_string(), "pay\\nments");
+/// ```
 pub fn escaped(name: &str) -> Escaped<'_> {
     Escaped(name)
 }
