@@ -10,22 +10,23 @@
 //! The simulated upstream is healthy for 10 s, then fails for 20 s, and so on.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
-use fluxgate::listeners::prometheus::{axum_router, PrometheusListener};
+use fluxgate::AsyncCircuitBreaker;
+use fluxgate::listeners::prometheus::{PrometheusListener, axum_router};
 use fluxgate::retries::Cooldown;
 use fluxgate::tower::{CircuitBreakerLayer, ServerErrors};
 use fluxgate::trippers::{FailureRate, MinRequests};
-use fluxgate::AsyncCircuitBreaker;
 
 /// A simulated upstream whose health can be switched at run time.
-pub struct Upstream {
+#[derive(Debug)]
+pub(crate) struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
     /// `false` makes every answer a 500.
@@ -33,7 +34,7 @@ pub struct Upstream {
 }
 
 /// Starts the upstream on 127.0.0.1 with a free port.
-pub async fn start_upstream() -> std::io::Result<Upstream> {
+pub(crate) async fn start_upstream() -> std::io::Result<Upstream> {
     let healthy = Arc::new(AtomicBool::new(true));
     let flag = healthy.clone();
     let app = Router::new().route(
@@ -57,7 +58,7 @@ pub async fn start_upstream() -> std::io::Result<Upstream> {
 
 /// The HTTP client for the upstream. With fluxgate's `slack` feature on, reqwest's rustls
 /// support is built without a crypto provider of its own, so one is installed first.
-pub fn http_client() -> reqwest::Client {
+pub(crate) fn http_client() -> reqwest::Client {
     #[cfg(feature = "slack")]
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
@@ -87,7 +88,7 @@ async fn price(AxumState(gw): AxumState<Gateway>) -> (StatusCode, String) {
 
 /// The gateway app: `/price` behind the breaker `api_gateway`, and `/metrics` for
 /// `registry`.
-pub fn gateway(
+pub(crate) fn gateway(
     upstream: SocketAddr,
     registry: &prometheus::Registry,
 ) -> Result<(Router, AsyncCircuitBreaker), Box<dyn std::error::Error>> {

@@ -12,9 +12,9 @@
 use std::io;
 use std::time::Duration;
 
-use fluxgate::listeners::prometheus::{encode_text, start_http_server, PrometheusListener};
-use fluxgate::trippers::FailureStreak;
 use fluxgate::AsyncCircuitBreaker;
+use fluxgate::listeners::prometheus::{PrometheusListener, encode_text, start_http_server};
+use fluxgate::trippers::FailureStreak;
 
 async fn fetch_quote(attempt: u64) -> Result<u32, io::Error> {
     tokio::time::sleep(Duration::from_millis(20)).await;

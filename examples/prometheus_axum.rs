@@ -12,13 +12,13 @@
 use std::io;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
-use fluxgate::listeners::prometheus::{axum_router, PrometheusListener};
-use fluxgate::trippers::FailureStreak;
 use fluxgate::AsyncCircuitBreaker;
+use fluxgate::listeners::prometheus::{PrometheusListener, axum_router};
+use fluxgate::trippers::FailureStreak;
 
 async fn call_upstream() -> Result<&'static str, io::Error> {
     Err(io::Error::other("upstream unavailable"))

@@ -13,8 +13,8 @@
 use std::time::Duration;
 
 use fluxgate::interfaces::IListener;
-use fluxgate::listeners::prometheus::{encode_text, start_http_server, PrometheusListener};
 use fluxgate::listeners::ListenerError;
+use fluxgate::listeners::prometheus::{PrometheusListener, encode_text, start_http_server};
 use fluxgate::{CircuitBreaker, Signal};
 use prometheus::{IntCounterVec, Opts};
 

@@ -12,9 +12,9 @@
 use std::io;
 use std::time::Duration;
 
-use fluxgate::listeners::prometheus::{encode_text, start_http_server, PrometheusListener};
-use fluxgate::trippers::FailureStreak;
 use fluxgate::CircuitBreaker;
+use fluxgate::listeners::prometheus::{PrometheusListener, encode_text, start_http_server};
+use fluxgate::trippers::FailureStreak;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let once = std::env::args().any(|a| a == "--once");

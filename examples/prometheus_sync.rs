@@ -13,10 +13,10 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use fluxgate::listeners::prometheus::{start_http_server, PrometheusListener};
+use fluxgate::CircuitBreaker;
+use fluxgate::listeners::prometheus::{PrometheusListener, start_http_server};
 use fluxgate::retries::Cooldown;
 use fluxgate::trippers::FailureStreak;
-use fluxgate::CircuitBreaker;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let once = std::env::args().any(|a| a == "--once");

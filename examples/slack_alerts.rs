@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use fluxgate::listeners::log::LogListener;
 use fluxgate::listeners::slack::SlackListener;
-use fluxgate::{permits, retries, trippers, CircuitBreaker};
+use fluxgate::{CircuitBreaker, permits, retries, trippers};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().init();

@@ -36,6 +36,12 @@
 //!   call is admitted, and dropping it mid-flight records nothing.
 //! - [`Ticket`]: the two-phase `admit` / `record` API both faces are built on.
 //!
+//! ## Crates
+//! This package is a facade: it re-exports `fluxgate-core` (the state machine, its
+//! components, the faces, the listener traits and `LogListener`) and, behind features,
+//! the integration crates `fluxgate-prometheus` and `fluxgate-slack`, under the paths
+//! below. `docs/architecture.md` draws the crates and the rooms of the core.
+//!
 //! ## Features
 //! | feature | adds |
 //! |---|---|
@@ -47,37 +53,45 @@
 //! | `slack` | `listeners::slack::{SlackListener, AsyncSlackListener}` |
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod async_breaker;
-mod breaker;
-pub mod clock;
-mod core;
-mod error;
-pub mod interfaces;
-pub mod listeners;
-mod metric;
-pub mod permits;
-pub mod retries;
-mod signal;
-mod state;
-mod sync;
-pub mod trackers;
-pub mod trippers;
-pub mod windows;
+pub use fluxgate_core::{
+    AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Info,
+    MAX_SLOW_THRESHOLDS, Metric, Outcome, Record, Signal, State, Ticket,
+};
+pub use fluxgate_core::{clock, interfaces, permits, retries, trackers, trippers, windows};
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub mod tower;
+pub use fluxgate_core::tower;
 
-pub use crate::async_breaker::AsyncCircuitBreaker;
-pub use crate::breaker::{Builder, CircuitBreaker};
-pub use crate::core::{Info, Outcome, Ticket};
-pub use crate::error::{CallNotPermitted, ConfigError, Error};
-pub use crate::metric::{Metric, Record, MAX_SLOW_THRESHOLDS};
-pub use crate::signal::Signal;
-pub use crate::state::State;
+/// Listeners: what happens outside the breaker when its state changes.
+///
+/// The traits, closures as listeners and [`log::LogListener`](crate::listeners::log::LogListener) come from the core; the
+/// Prometheus and Slack listeners from their own crates, behind the features of the same
+/// names. See the core's [module documentation](fluxgate_core::listeners) for which thread
+/// runs a listener and what happens when listeners fall behind.
+pub mod listeners {
+    pub use fluxgate_core::listeners::*;
+
+    /// Prometheus metrics for circuit breakers (crate `fluxgate-prometheus`).
+    #[cfg(any(
+        feature = "prometheus",
+        feature = "prometheus-client",
+        feature = "metrics"
+    ))]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+    pub mod prometheus {
+        pub use fluxgate_prometheus::*;
+    }
+
+    /// Slack listeners (crate `fluxgate-slack`).
+    #[cfg(feature = "slack")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "slack")))]
+    pub mod slack {
+        pub use fluxgate_slack::*;
+    }
+}
 
 // Every Rust block of the README and of `docs/` is compiled and run as a doctest, so the
 // documentation cannot drift from the API. A file is checked when the features its blocks

@@ -1,5 +1,12 @@
-//! Helpers shared by the core test binaries.
+//! The one support module of the test binaries (`tests/<area>/main.rs` each include it):
+//! helpers for breakers and listeners here, log capture in `logs`, and the helpers of the
+//! Prometheus and Slack areas in their own files.
 #![allow(dead_code)]
+
+pub(crate) mod logs;
+pub(crate) mod prometheus;
+#[cfg(feature = "slack")]
+pub(crate) mod slack;
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -8,20 +15,20 @@ use std::time::Duration;
 use fluxgate::clock::ManualClock;
 use fluxgate::{CircuitBreaker, Signal, State};
 
-pub fn boom() -> io::Error {
+pub(crate) fn boom() -> io::Error {
     io::Error::other("boom")
 }
 
 /// Records the signals it sees.
 #[derive(Clone, Default)]
-pub struct Recorder(pub Arc<Mutex<Vec<Signal>>>);
+pub(crate) struct Recorder(pub(crate) Arc<Mutex<Vec<Signal>>>);
 
 impl Recorder {
-    pub fn listener(&self) -> impl Fn(&Signal) + Send + Sync + 'static {
+    pub(crate) fn listener(&self) -> impl Fn(&Signal) + Send + Sync + 'static + use<> {
         let inner = self.0.clone();
         move |s: &Signal| inner.lock().unwrap().push(s.clone())
     }
-    pub fn pairs(&self) -> Vec<(State, State)> {
+    pub(crate) fn pairs(&self) -> Vec<(State, State)> {
         self.0
             .lock()
             .unwrap()
@@ -29,24 +36,24 @@ impl Recorder {
             .map(|s| (s.old_state, s.new_state))
             .collect()
     }
-    pub fn signals(&self) -> Vec<Signal> {
+    pub(crate) fn signals(&self) -> Vec<Signal> {
         self.0.lock().unwrap().clone()
     }
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.0.lock().unwrap().clear()
     }
 }
 
-pub fn ok(cb: &CircuitBreaker) -> Result<(), fluxgate::Error<io::Error>> {
+pub(crate) fn ok(cb: &CircuitBreaker) -> Result<(), fluxgate::Error<io::Error>> {
     cb.call(|| Ok(()))
 }
 
-pub fn fail(cb: &CircuitBreaker) -> Result<(), fluxgate::Error<io::Error>> {
+pub(crate) fn fail(cb: &CircuitBreaker) -> Result<(), fluxgate::Error<io::Error>> {
     cb.call(|| Err(boom()))
 }
 
 /// A call that takes `d` on the manual clock.
-pub fn slow_ok(
+pub(crate) fn slow_ok(
     cb: &CircuitBreaker,
     clock: &ManualClock,
     d: Duration,
@@ -57,7 +64,7 @@ pub fn slow_ok(
     })
 }
 
-pub fn slow_fail(
+pub(crate) fn slow_fail(
     cb: &CircuitBreaker,
     clock: &ManualClock,
     d: Duration,
@@ -70,7 +77,7 @@ pub fn slow_fail(
 
 /// An error that `TypeOf<io::Error>` does not track.
 #[derive(Debug, PartialEq)]
-pub struct Untracked;
+pub(crate) struct Untracked;
 impl std::fmt::Display for Untracked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("untracked")

@@ -1,0 +1,262 @@
+//! The [`Builder`] both faces share: every component with its default (D-1), checked once
+//! at `build()` so that an invalid value never surfaces at call time, then handed to the
+//! core. The sync face builds a [`CircuitBreaker`]; the async face adds its async listeners
+//! and spawner in `async_breaker.rs`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::core::{Core, Parts};
+use crate::listeners::spawn::{Spawner, async_hook};
+use crate::listeners::{AsyncListener, Listener};
+use crate::permits::{Permit, RampUp};
+use crate::retries::{Cooldown, Retry};
+use crate::trackers::{self, Tracker};
+use crate::trippers::{FailureRate, MinRequests, Tripper};
+use crate::windows::{CountWindow, Window};
+use crate::{CircuitBreaker, ConfigError, State};
+
+/// Configures a breaker; every component has a default (D-1).
+///
+/// | component | default |
+/// |---|---|
+/// | window | `CountWindow::new(100)` |
+/// | tracker | `trackers::All` |
+/// | tripper | `MinRequests::new(100) & FailureRate::new(0.5)` |
+/// | retry | `Cooldown::new(60 s)` |
+/// | permit | `RampUp::new(0.1, 1.0, 60 s)` |
+/// | listeners | none |
+/// | max_half_open_calls | 10 |
+/// | clock | `SystemClock` |
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::{CircuitBreaker, windows::TimeWindow, trippers::*, retries::Backoff, permits::RampUp};
+///
+/// let cb = CircuitBreaker::builder("payment_api")
+///     .window(TimeWindow::new(Duration::from_secs(60)))
+///     .tripper(FailureStreak::new(5) | (MinRequests::new(20) & FailureRate::new(0.5)))
+///     .retry(Backoff::new(Duration::from_secs(10)))
+///     .permit(RampUp::new(0.1, 1.0, Duration::from_secs(30)))
+///     .max_half_open_calls(5)
+///     .build()?;
+/// # Ok::<(), fluxgate_core::ConfigError>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct Builder<F = CircuitBreaker> {
+    name: Arc<str>,
+    window: Box<dyn Window>,
+    tracker: Box<dyn Tracker>,
+    tripper: Box<dyn Tripper>,
+    retry: Box<dyn Retry>,
+    permit: Box<dyn Permit>,
+    clock: Arc<dyn Clock>,
+    measure_durations: bool,
+    max_half_open_calls: usize,
+    listeners: Vec<Arc<dyn Listener>>,
+    pub(crate) async_listeners: Vec<Arc<dyn AsyncListener>>,
+    pub(crate) spawner: Option<Spawner>,
+    face: PhantomData<fn() -> F>,
+}
+
+impl<F> fmt::Debug for Builder<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &&*self.name)
+            .field("max_half_open_calls", &self.max_half_open_calls)
+            .field("listeners", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A face built from a core (implemented by both breakers; sealed).
+pub trait Face: Sized {
+    #[doc(hidden)]
+    fn from_core(core: Arc<Core>) -> Self;
+}
+
+impl<F: Face> Builder<F> {
+    pub(crate) fn new(name: &str) -> Self {
+        Builder {
+            name: Arc::from(name),
+            window: Box::new(CountWindow::new(100)),
+            tracker: Box::new(trackers::All),
+            tripper: Box::new(MinRequests::new(100) & FailureRate::new(0.5)),
+            retry: Box::new(Cooldown::new(Duration::from_secs(60))),
+            permit: Box::new(RampUp::new(0.1, 1.0, Duration::from_secs(60))),
+            clock: Arc::new(SystemClock::new()),
+            measure_durations: false,
+            max_half_open_calls: 10,
+            listeners: Vec::new(),
+            async_listeners: Vec::new(),
+            spawner: None,
+            face: PhantomData,
+        }
+    }
+
+    /// The sliding window (W-1, W-2).
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").window(fluxgate_core::windows::CountWindow::new(50));
+    /// ```
+    pub fn window(mut self, window: impl Window) -> Self {
+        self.window = Box::new(window);
+        self
+    }
+
+    /// Which errors count as failures (TK-1).
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").tracker(fluxgate_core::trackers::TypeOf::<std::io::Error>::new());
+    /// ```
+    pub fn tracker(mut self, tracker: impl Tracker) -> Self {
+        self.tracker = Box::new(tracker);
+        self
+    }
+
+    /// When to open (TR-*).
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").tripper(fluxgate_core::trippers::FailureStreak::new(3));
+    /// ```
+    pub fn tripper(mut self, tripper: impl Tripper) -> Self {
+        self.tripper = Box::new(tripper);
+        self
+    }
+
+    /// When an open circuit may probe again (RT-*).
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").retry(fluxgate_core::retries::Always);
+    /// ```
+    pub fn retry(mut self, retry: impl Retry) -> Self {
+        self.retry = Box::new(retry);
+        self
+    }
+
+    /// How much traffic a half-open circuit admits (P-*).
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").permit(fluxgate_core::permits::Random::new(0.5));
+    /// ```
+    pub fn permit(mut self, permit: impl Permit) -> Self {
+        self.permit = Box::new(permit);
+        self
+    }
+
+    /// Adds a listener (L-2); listeners run in registration order.
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").listener(|s: &fluxgate_core::Signal| println!("{}", s.new_state));
+    /// ```
+    pub fn listener(self, listener: impl Listener) -> Self {
+        self.listener_arc(Arc::new(listener))
+    }
+
+    /// Adds a shared listener.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fluxgate_core::listeners::Listener;
+    /// let l: Arc<dyn Listener> = Arc::new(|s: &fluxgate_core::Signal| println!("{}", s.new_state));
+    /// let a = fluxgate_core::CircuitBreaker::builder("a").listener_arc(l.clone()).build().unwrap();
+    /// let b = fluxgate_core::CircuitBreaker::builder("b").listener_arc(l).build().unwrap();
+    /// # let _ = (a, b);
+    /// ```
+    pub fn listener_arc(mut self, listener: Arc<dyn Listener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// The most calls in flight while `half_open` (SM-8); at least 1, default 10.
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").max_half_open_calls(3);
+    /// ```
+    pub fn max_half_open_calls(mut self, n: usize) -> Self {
+        self.max_half_open_calls = n;
+        self
+    }
+
+    /// The breaker's clock (a `ManualClock` in tests).
+    ///
+    /// ```
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").clock(fluxgate_core::clock::ManualClock::new());
+    /// ```
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Times every call even when no rule reads durations, so that `info().metric`
+    /// reports them. By default calls are timed only when the tripper has a latency rule
+    /// (`AvgLatency`, `SlowRate`): reading a clock costs more than the rest of a call.
+    ///
+    /// ```
+    /// let cb = fluxgate_core::CircuitBreaker::builder("x").measure_durations(true).build().unwrap();
+    /// # let _ = cb;
+    /// ```
+    pub fn measure_durations(mut self, yes: bool) -> Self {
+        self.measure_durations = yes;
+        self
+    }
+
+    /// Checks every component and builds the breaker; the first invalid parameter is the
+    /// error (nothing panics on bad input).
+    ///
+    /// ```
+    /// let err = fluxgate_core::CircuitBreaker::builder("x").max_half_open_calls(0).build().unwrap_err();
+    /// assert_eq!(err.to_string(), "CircuitBreaker max_half_open_calls must be >= 1, got 0");
+    /// ```
+    pub fn build(mut self) -> Result<F, ConfigError> {
+        self.window.validate()?;
+        self.tripper.validate()?;
+        self.retry.validate()?;
+        self.permit.validate()?;
+        let max = u32::try_from(self.max_half_open_calls).unwrap_or(u32::MAX);
+        if max == 0 {
+            return Err(ConfigError::new(
+                "CircuitBreaker",
+                "max_half_open_calls",
+                self.max_half_open_calls,
+                ">= 1",
+            ));
+        }
+        let mut thresholds = Vec::new();
+        self.tripper.slow_thresholds(&mut thresholds);
+        if thresholds.len() > crate::metric::MAX_SLOW_THRESHOLDS {
+            return Err(ConfigError::new(
+                "SlowRate",
+                "thresholds",
+                thresholds.len(),
+                "at most 8 distinct thresholds per breaker",
+            ));
+        }
+        self.window.set_slow_thresholds(&thresholds);
+        let time_calls = self.measure_durations || self.tripper.needs_durations();
+        for l in &self.listeners {
+            l.on_attach(&self.name, State::Closed);
+        }
+        for l in &self.async_listeners {
+            l.on_attach(&self.name, State::Closed);
+        }
+        let hook = async_hook(self.async_listeners, self.spawner);
+        let core = Core::new(Parts {
+            name: self.name,
+            window: self.window,
+            tracker: self.tracker,
+            tripper: self.tripper,
+            retry: self.retry,
+            permit: self.permit,
+            clock: self.clock,
+            time_calls,
+            max_half_open_calls: max,
+            listeners: self.listeners,
+            hook,
+        });
+        Ok(F::from_core(Arc::new(core)))
+    }
+}

@@ -1,0 +1,528 @@
+//! The state machine every face shares: state word, window, streak, half-open slots and
+//! the ordered signal queue. Faces (`CircuitBreaker`, `AsyncCircuitBreaker`, the tower
+//! service) are thin wrappers around [`Core::admit`] and [`Ticket`].
+//!
+//! Invariants:
+//! - `word` packs the state and a 61-bit epoch; every transition stores a new epoch, so a
+//!   ticket knows whether the state it was admitted in still holds (SM-17). At one
+//!   transition per nanosecond the epoch would wrap after 73 years.
+//! - Windows tag their words with the epoch, so a transition empties them without
+//!   touching them (the window is told of each new epoch first, see `Window::advance`,
+//!   R-1). The failure streak and the half-open slots carry the epoch's low 32 bits and are
+//!   rewritten by every transition, so a word with another tag always means "a transition
+//!   happened since": a late writer drops its write, and a slot taken in an earlier
+//!   half-open period is never given back to a later one (R-7).
+//! - Transitions are serialised by one mutex that the hot path never takes; `changed` is
+//!   written before `word` (release), so a reader that sees an epoch sees its time.
+//! - Signals take their place in line under that mutex and are delivered outside every
+//!   lock, in transition order, by the thread that caused them or a background thread
+//!   (`dispatch`: SM-16, SM-18, SM-19, R-2).
+
+use std::sync::Arc;
+
+use crate::sync::widths;
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::tagged;
+use std::time::{Duration, SystemTime};
+
+use crate::clock::Clock;
+use crate::error::RejectionName;
+use crate::listeners::Listener;
+use crate::permits::Permit;
+use crate::retries::{Retry, RetryContext};
+use crate::trackers::Tracker;
+use crate::trippers::{TripContext, Tripper};
+use crate::windows::Window;
+use crate::{CallNotPermitted, Metric, Record, Signal, State};
+
+pub(crate) mod dispatch;
+mod ticket;
+use dispatch::Dispatcher;
+pub(crate) use dispatch::SignalHook;
+pub use ticket::{Outcome, Ticket};
+
+const STATE_BITS: u32 = 3;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+const EPOCH_MASK: u64 = u64::MAX >> STATE_BITS;
+/// The streak and the half-open slots: the epoch's low bits, then a 32-bit count.
+const COUNT_BITS: u32 = 32;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+#[inline]
+pub(crate) fn state_of(word: u64) -> State {
+    State::from_bits(word & STATE_MASK)
+}
+
+#[inline]
+pub(crate) fn epoch_of(word: u64) -> u64 {
+    word >> STATE_BITS
+}
+
+#[inline]
+fn pack(state: State, epoch: u64) -> u64 {
+    ((epoch & EPOCH_MASK) << STATE_BITS) | state as u64
+}
+
+/// A streak or slot word of `epoch` holding `count` (a tagged word, see `crate::tagged`).
+#[inline]
+fn counted(epoch: u64, count: u64) -> u64 {
+    tagged::word(tagged::tag_of(epoch, widths::EPOCH_TAG), count, COUNT_BITS)
+}
+
+/// The count of a streak or slot word if it belongs to `epoch`.
+#[inline]
+fn count_in(word: u64, epoch: u64) -> Option<u64> {
+    tagged::value_of(word, tagged::tag_of(epoch, widths::EPOCH_TAG), COUNT_BITS)
+}
+
+/// A jitter seed from the operating system's randomness (std's `RandomState` keys), new
+/// for each open period (R-4).
+fn fresh_seed(epoch: u64) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(epoch)
+}
+
+/// Snapshot of a breaker (see `CircuitBreaker::info`).
+///
+/// ```
+/// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+/// let info = cb.info();
+/// assert_eq!(info.name, "db");
+/// assert_eq!(info.state, fluxgate_core::State::Closed);
+/// assert_eq!(info.reopens, 0);
+/// assert_eq!(info.metric.total_count, 0);
+/// assert_eq!(info.pending_signals, 0);
+/// assert_eq!(info.coalesced_signals, 0);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Info {
+    /// The breaker's name.
+    pub name: String,
+    /// The current state.
+    pub state: State,
+    /// Wall-clock time of the last transition (construction time before any).
+    pub changed_at: SystemTime,
+    /// Times the circuit went from `half_open` back to `open` since it was last closed.
+    pub reopens: u32,
+    /// The window's aggregate for the current state.
+    pub metric: Metric,
+    /// Tracked failures in a row.
+    pub consecutive_failures: u64,
+    /// Signals not yet handed to the listeners: queued behind a slow listener, or being
+    /// delivered (R-2).
+    pub pending_signals: usize,
+    /// Signals merged with their neighbours because listeners fell behind, since the
+    /// breaker was built (R-2; see the `listeners` module).
+    pub coalesced_signals: u64,
+}
+
+struct Transitions {
+    changed_wall: SystemTime,
+}
+
+pub(crate) struct Parts {
+    pub(crate) name: Arc<str>,
+    pub(crate) window: Box<dyn Window>,
+    pub(crate) tracker: Box<dyn Tracker>,
+    pub(crate) tripper: Box<dyn Tripper>,
+    pub(crate) retry: Box<dyn Retry>,
+    pub(crate) permit: Box<dyn Permit>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) time_calls: bool,
+    pub(crate) max_half_open_calls: u32,
+    pub(crate) listeners: Vec<Arc<dyn Listener>>,
+    pub(crate) hook: Option<Box<dyn SignalHook>>,
+}
+
+/// The shared state machine (crate-internal; unnameable outside).
+pub struct Core {
+    word: AtomicU64,
+    /// Tracked failures in a row, as `counted(epoch, n)`.
+    streak: AtomicU64,
+    /// Half-open calls in flight, as `counted(epoch, n)` of the half-open period.
+    half_open: AtomicU64,
+    /// Monotonic time of the last transition, written before `word`.
+    changed: AtomicU64,
+    /// The jitter seed of the current open period.
+    seed: AtomicU64,
+    reopens: AtomicU32,
+    name: Arc<str>,
+    rejection: RejectionName,
+    time_calls: bool,
+    needs_now: bool,
+    max_half_open_calls: u32,
+    window: Box<dyn Window>,
+    tracker: Box<dyn Tracker>,
+    tripper: Box<dyn Tripper>,
+    retry: Box<dyn Retry>,
+    permit: Box<dyn Permit>,
+    clock: Arc<dyn Clock>,
+    dispatch: Dispatcher,
+    transitions: Mutex<Transitions>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a ticket remembers about its admission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admission {
+    word: u64,
+    start: u64,
+    slot: bool,
+}
+
+impl Core {
+    pub(crate) fn new(p: Parts) -> Core {
+        let now = p.clock.now_nanos();
+        let wall = p.clock.wall();
+        let needs_now = p.time_calls || p.window.needs_time();
+        let dispatch = Dispatcher::new(p.name.clone(), p.listeners, p.hook);
+        Core {
+            word: AtomicU64::new(pack(State::Closed, 0)),
+            streak: AtomicU64::new(counted(0, 0)),
+            half_open: AtomicU64::new(counted(0, 0)),
+            changed: AtomicU64::new(now),
+            seed: AtomicU64::new(fresh_seed(0)),
+            reopens: AtomicU32::new(0),
+            rejection: RejectionName::new(&p.name),
+            name: p.name,
+            time_calls: p.time_calls,
+            needs_now,
+            max_half_open_calls: p.max_half_open_calls,
+            window: p.window,
+            tracker: p.tracker,
+            tripper: p.tripper,
+            retry: p.retry,
+            permit: p.permit,
+            clock: p.clock,
+            dispatch,
+            transitions: Mutex::new(Transitions { changed_wall: wall }),
+        }
+    }
+
+    /// Time since the last transition, zero when the clock reads earlier than it (a
+    /// clock that stepped back). `changed` is written before the state word, so a caller
+    /// that saw a state sees at least that state's time; if a later transition already
+    /// wrote its own, the answer is shorter, which only delays a probe.
+    fn since_change(&self, now: u64) -> Duration {
+        Duration::from_nanos(now.saturating_sub(self.changed.load(Ordering::Acquire)))
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    #[inline]
+    pub(crate) fn state(&self) -> State {
+        state_of(self.word.load(Ordering::Acquire))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Transitions> {
+        // Listeners never run under this lock, so it cannot be poisoned by them; if it
+        // ever is, the data is still consistent (every write is a plain store).
+        self.transitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[inline]
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> CallNotPermitted {
+        self.rejection.reject(state, retry_after)
+    }
+
+    fn retry_context(&self, now: u64) -> RetryContext {
+        RetryContext::new(self.since_change(now), self.reopens.load(Ordering::Acquire))
+            .with_seed(self.seed.load(Ordering::Acquire))
+    }
+
+    /// Phase one: may a call run now? (SM-6 … SM-12)
+    ///
+    /// `closed`, `metrics_only` and `disabled` are decided inline, in the caller's frame;
+    /// the states that reject, or need the retry policy, a slot or a permit, go through
+    /// `admit_slow`.
+    #[inline(always)]
+    pub(crate) fn admit(&self) -> Result<Admission, CallNotPermitted> {
+        let word = self.word.load(Ordering::Acquire);
+        match state_of(word) {
+            State::Closed | State::MetricsOnly => Ok(Admission {
+                word,
+                start: if self.time_calls {
+                    self.clock.now_nanos()
+                } else {
+                    0
+                },
+                slot: false,
+            }),
+            State::Disabled => Ok(Admission {
+                word,
+                start: 0,
+                slot: false,
+            }),
+            _ => self.admit_slow(),
+        }
+    }
+
+    #[inline(never)]
+    fn admit_slow(&self) -> Result<Admission, CallNotPermitted> {
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            match state_of(word) {
+                State::Closed | State::MetricsOnly => {
+                    let start = if self.time_calls {
+                        self.clock.now_nanos()
+                    } else {
+                        0
+                    };
+                    return Ok(Admission {
+                        word,
+                        start,
+                        slot: false,
+                    });
+                }
+                State::Disabled => {
+                    return Ok(Admission {
+                        word,
+                        start: 0,
+                        slot: false,
+                    });
+                }
+                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
+                State::Open => {
+                    let now = self.clock.now_nanos();
+                    let ctx = self.retry_context(now);
+                    if self.retry.should_retry(&ctx) {
+                        // SM-7: the move is lazy and the same call goes on as half-open.
+                        self.transition(Some(word), State::HalfOpen, true);
+                        continue;
+                    }
+                    return Err(self.reject(State::Open, self.retry.retry_after(&ctx)));
+                }
+                State::HalfOpen => {
+                    // SM-8: a slot of this half-open period first, then the permit.
+                    // A period that is already over (a transition is being written) turns
+                    // the caller away like a full one: waiting for it would make this
+                    // caller depend on another thread's progress.
+                    if !self.take_slot(epoch_of(word)) {
+                        return Err(self.reject(State::HalfOpen, None));
+                    }
+                    let adm = Admission {
+                        word,
+                        start: 0,
+                        slot: true,
+                    };
+                    let now = self.clock.now_nanos();
+                    if !self.permit.permit(self.since_change(now)) {
+                        self.release(&adm);
+                        return Err(self.reject(State::HalfOpen, None));
+                    }
+                    return Ok(Admission {
+                        word,
+                        start: if self.time_calls { now } else { 0 },
+                        slot: true,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Takes a half-open slot of the period of `epoch`; false when all are taken or that
+    /// period is over. The count never exceeds the limit, not even for a moment.
+    fn take_slot(&self, epoch: u64) -> bool {
+        let mut cur = self.half_open.load(Ordering::Acquire);
+        loop {
+            match count_in(cur, epoch) {
+                Some(n) if n < u64::from(self.max_half_open_calls) => {}
+                _ => return false,
+            }
+            match self.half_open.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Releases what an admission holds; called exactly once per admission. A slot of a
+    /// half-open period that is over is not given back: the new period started with all
+    /// of its slots free (R-7).
+    #[inline]
+    pub(crate) fn release(&self, adm: &Admission) {
+        if adm.slot {
+            self.release_slot(epoch_of(adm.word));
+        }
+    }
+
+    #[inline(never)]
+    fn release_slot(&self, epoch: u64) {
+        let mut cur = self.half_open.load(Ordering::Acquire);
+        while let Some(n) = count_in(cur, epoch) {
+            if n == 0 {
+                return;
+            }
+            match self.half_open.compare_exchange_weak(
+                cur,
+                cur - 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Phase two: the call finished with `outcome` (SM-3 … SM-11, SM-17).
+    #[inline]
+    pub(crate) fn record(&self, adm: &Admission, outcome: Outcome) {
+        let state = state_of(adm.word);
+        let failure = match outcome {
+            Outcome::Ignored => return,
+            _ if state == State::Disabled => return,
+            Outcome::Success => false,
+            Outcome::Failure => true,
+        };
+        let now = if self.needs_now {
+            self.clock.now_nanos()
+        } else {
+            0
+        };
+        if self.word.load(Ordering::Acquire) != adm.word {
+            // The breaker moved on while the call ran: the outcome belongs to a state
+            // that no longer exists (SM-17).
+            return;
+        }
+        let duration = if self.time_calls {
+            Duration::from_nanos(now.saturating_sub(adm.start))
+        } else {
+            Duration::ZERO
+        };
+        let epoch = epoch_of(adm.word);
+        self.window.record(epoch, now, Record { failure, duration });
+        let streak = self.count_streak(epoch, failure);
+        if !matches!(state, State::Closed | State::HalfOpen) {
+            return;
+        }
+        let metric = self.window.metric(epoch, now);
+        let trip = self.tripper.trip(&TripContext::new(&metric, state, streak));
+        match (state, failure, trip) {
+            (State::Closed, _, true) => {
+                self.transition(Some(adm.word), State::Open, true);
+            }
+            (State::HalfOpen, false, false) => {
+                self.transition(Some(adm.word), State::Closed, true);
+            }
+            (State::HalfOpen, true, true) => {
+                self.transition(Some(adm.word), State::Open, true);
+            }
+            _ => {}
+        }
+    }
+
+    /// Extends (failure) or ends (success) the streak of `epoch` and returns it. A streak
+    /// word of another epoch means a transition happened since: nothing is written.
+    #[inline]
+    fn count_streak(&self, epoch: u64, failure: bool) -> u64 {
+        let mut cur = self.streak.load(Ordering::Acquire);
+        loop {
+            let Some(n) = count_in(cur, epoch) else {
+                return 0;
+            };
+            let next = if failure { (n + 1).min(COUNT_MASK) } else { 0 };
+            if next == n {
+                return n;
+            }
+            match self.streak.compare_exchange_weak(
+                cur,
+                counted(epoch, next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return next,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    pub(crate) fn tracks(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        self.tracker.track(error)
+    }
+
+    /// Moves to `to` if the state word is still `expect` (or unconditionally). Returns
+    /// whether this call made the transition (SM-13 … SM-16).
+    pub(crate) fn transition(&self, expect: Option<u64>, to: State, notify: bool) -> bool {
+        let mut t = self.lock();
+        let current = self.word.load(Ordering::Acquire);
+        if expect.is_some_and(|e| e != current) {
+            return false;
+        }
+        let from = state_of(current);
+        let epoch = epoch_of(current).wrapping_add(1) & EPOCH_MASK;
+        let now = self.clock.now_nanos();
+        let wall = self.clock.wall();
+        let reopens = match (from, to) {
+            (State::HalfOpen, State::Open) => {
+                self.reopens.load(Ordering::Relaxed).saturating_add(1)
+            }
+            (_, State::Closed) => 0,
+            _ => self.reopens.load(Ordering::Relaxed),
+        };
+        self.reopens.store(reopens, Ordering::Release);
+        // Everything of the new epoch is in place before the state word publishes it.
+        self.window.advance(epoch);
+        self.streak.store(counted(epoch, 0), Ordering::Release);
+        self.half_open.store(counted(epoch, 0), Ordering::Release);
+        if to == State::Open {
+            self.seed.store(fresh_seed(epoch), Ordering::Release);
+        }
+        self.changed.store(now, Ordering::Release);
+        self.word.store(pack(to, epoch), Ordering::Release);
+        t.changed_wall = wall;
+        if notify && self.dispatch.is_active() {
+            // In line while the transition is still exclusive (SM-19); `t` is released
+            // before any listener runs (SM-16, SM-18).
+            let signal = Signal::new(self.name.clone(), from, to, wall);
+            self.dispatch.publish(signal, t);
+        }
+        true
+    }
+
+    pub(crate) fn info(&self) -> Info {
+        let (word, changed_at) = {
+            let t = self.lock();
+            (self.word.load(Ordering::Acquire), t.changed_wall)
+        };
+        let epoch = epoch_of(word);
+        let now = self.clock.now_nanos();
+        Info {
+            name: self.name.to_string(),
+            state: state_of(word),
+            changed_at,
+            reopens: self.reopens.load(Ordering::Acquire),
+            metric: self.window.metric(epoch, now),
+            consecutive_failures: count_in(self.streak.load(Ordering::Acquire), epoch).unwrap_or(0),
+            pending_signals: self.dispatch.pending(),
+            coalesced_signals: self.dispatch.coalesced(),
+        }
+    }
+
+    /// Half-open calls currently running.
+    pub(crate) fn half_open_in_flight(&self) -> u32 {
+        let word = self.word.load(Ordering::Acquire);
+        if state_of(word) != State::HalfOpen {
+            return 0;
+        }
+        count_in(self.half_open.load(Ordering::Acquire), epoch_of(word)).unwrap_or(0) as u32
+    }
+}

@@ -1,0 +1,159 @@
+use std::fmt;
+use std::sync::Arc;
+
+use super::{Admission, Core, state_of};
+use crate::State;
+
+/// How a call ended, as the breaker should count it.
+///
+/// ```
+/// use fluxgate_core::Outcome;
+/// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+/// cb.admit().unwrap().record(Outcome::Failure);
+/// assert_eq!(cb.info().metric.failure_count, 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A success: recorded, resets the failure streak.
+    Success,
+    /// A tracked failure: recorded, extends the failure streak.
+    Failure,
+    /// Neither (an untracked error): nothing is recorded (SM-5).
+    Ignored,
+}
+
+/// Permission to run one call, from [`CircuitBreaker::admit`](crate::CircuitBreaker::admit).
+///
+/// Run the work, then record how it went. A ticket dropped without recording (a
+/// cancelled future, a panic) releases its half-open slot and records nothing (SM-20).
+/// An outcome recorded after the breaker changed state is discarded (SM-17).
+///
+/// ```
+/// use fluxgate_core::CircuitBreaker;
+/// let cb = CircuitBreaker::builder("db").build().unwrap();
+/// match cb.admit() {
+///     Ok(ticket) => ticket.success(),
+///     Err(rejected) => eprintln!("{rejected}"),
+/// }
+/// assert_eq!(cb.info().metric.total_count, 1);
+/// ```
+///
+/// `Ticket<'static>` (from `admit_owned`) owns a handle to the breaker, for futures that
+/// must be `'static` (tower services, spawned tasks).
+#[must_use = "a ticket records nothing unless an outcome is given"]
+pub struct Ticket<'a> {
+    core: CoreRef<'a>,
+    adm: Admission,
+}
+
+enum CoreRef<'a> {
+    Borrowed(&'a Core),
+    Owned(Arc<Core>),
+}
+
+impl std::ops::Deref for CoreRef<'_> {
+    type Target = Core;
+    #[inline]
+    fn deref(&self) -> &Core {
+        match self {
+            CoreRef::Borrowed(c) => c,
+            CoreRef::Owned(c) => c,
+        }
+    }
+}
+
+impl Ticket<'static> {
+    pub(crate) fn owned(core: Arc<Core>, adm: Admission) -> Self {
+        Ticket {
+            core: CoreRef::Owned(core),
+            adm,
+        }
+    }
+}
+
+impl<'a> Ticket<'a> {
+    pub(crate) fn new(core: &'a Core, adm: Admission) -> Self {
+        Ticket {
+            core: CoreRef::Borrowed(core),
+            adm,
+        }
+    }
+
+    /// The state the call was admitted in.
+    ///
+    /// ```
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+    /// assert_eq!(cb.admit().unwrap().state(), fluxgate_core::State::Closed);
+    /// ```
+    pub fn state(&self) -> State {
+        state_of(self.adm.word)
+    }
+
+    /// Records `outcome`.
+    ///
+    /// ```
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+    /// cb.admit().unwrap().record(fluxgate_core::Outcome::Ignored);
+    /// assert_eq!(cb.info().metric.total_count, 0);
+    /// ```
+    #[inline]
+    pub fn record(self, outcome: Outcome) {
+        self.core.record(&self.adm, outcome);
+    }
+
+    /// Records a success.
+    ///
+    /// ```
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+    /// cb.admit().unwrap().success();
+    /// ```
+    #[inline]
+    pub fn success(self) {
+        self.record(Outcome::Success)
+    }
+
+    /// Records a tracked failure.
+    ///
+    /// ```
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+    /// cb.admit().unwrap().failure();
+    /// assert_eq!(cb.info().consecutive_failures, 1);
+    /// ```
+    #[inline]
+    pub fn failure(self) {
+        self.record(Outcome::Failure)
+    }
+
+    /// Records `error` as a failure if the breaker's tracker tracks it, else ignores it.
+    ///
+    /// ```
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+    /// cb.admit().unwrap().error(&std::io::Error::other("x"));
+    /// assert_eq!(cb.info().metric.failure_count, 1);
+    /// ```
+    #[inline]
+    pub fn error(self, error: &(dyn std::error::Error + 'static)) {
+        let outcome = if self.core.tracks(error) {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        };
+        self.record(outcome)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.core.release(&self.adm);
+    }
+}
+
+impl fmt::Debug for Ticket<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("circuit", &&*self.core.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}

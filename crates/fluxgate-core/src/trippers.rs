@@ -1,0 +1,412 @@
+//! Trippers: when to open (and when a half-open circuit may close).
+//!
+//! A tripper is a rule over the window's [`Metric`], the current state and the failure
+//! streak. Rules combine with `&` and `|` (TR-8), so one expression says "after 5 failures
+//! in a row, or once at least 20 calls were seen and half of them failed":
+//!
+//! ```
+//! use fluxgate_core::trippers::{FailureRate, FailureStreak, MinRequests, TripContext, Tripper};
+//! use fluxgate_core::{Metric, State};
+//! use std::time::Duration;
+//!
+//! let t = FailureStreak::new(5) | (MinRequests::new(20) & FailureRate::new(0.5));
+//! let m = Metric::new(10, 5, Duration::ZERO, &[]);
+//! assert!(!t.trip(&TripContext::new(&m, State::Closed, 3)));
+//! assert!(t.trip(&TripContext::new(&m, State::Closed, 5)));
+//! ```
+//!
+//! The breaker asks its tripper only in `closed` (true → open) and `half_open` (after a
+//! success: false → closed; after a failure: true → open).
+
+use std::ops::{BitAnd, BitOr};
+use std::time::Duration;
+
+use crate::{ConfigError, Metric, State};
+
+/// What a tripper sees (TR-1).
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::TripContext};
+/// let m = Metric::default();
+/// let ctx = TripContext::new(&m, State::HalfOpen, 0);
+/// assert_eq!(ctx.state, State::HalfOpen);
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct TripContext<'a> {
+    /// The window's aggregate.
+    pub metric: &'a Metric,
+    /// `closed` or `half_open`.
+    pub state: State,
+    /// Tracked failures in a row since the last success or transition.
+    pub consecutive_failures: u64,
+}
+
+impl<'a> TripContext<'a> {
+    /// Builds a context (for testing trippers).
+    ///
+    /// ```
+    /// let m = fluxgate_core::Metric::default();
+    /// let _ = fluxgate_core::trippers::TripContext::new(&m, fluxgate_core::State::Closed, 2);
+    /// ```
+    pub fn new(metric: &'a Metric, state: State, consecutive_failures: u64) -> Self {
+        TripContext {
+            metric,
+            state,
+            consecutive_failures,
+        }
+    }
+}
+
+/// A rule that says whether the circuit should be (or stay) open.
+///
+/// ```
+/// use fluxgate_core::trippers::{TripContext, Tripper};
+/// struct Never;
+/// impl Tripper for Never {
+///     fn trip(&self, _: &TripContext<'_>) -> bool { false }
+/// }
+/// let cb = fluxgate_core::CircuitBreaker::builder("x").tripper(Never).build().unwrap();
+/// # let _ = cb;
+/// ```
+#[doc(alias = "ITripper")]
+pub trait Tripper: Send + Sync + 'static {
+    /// Whether the rule holds.
+    fn trip(&self, ctx: &TripContext<'_>) -> bool;
+
+    /// Checks parameters; combinators check both sides. Called by `build()`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Adds the latency thresholds whose slow counts this rule reads (M-3).
+    fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+        let _ = out;
+    }
+
+    /// Whether this rule reads call durations (so the breaker must time calls).
+    fn needs_durations(&self) -> bool {
+        false
+    }
+}
+
+/// True iff the state is `closed` (TR-2).
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::{Closed, TripContext, Tripper}};
+/// assert!(Closed.trip(&TripContext::new(&Metric::default(), State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Closed;
+
+/// True iff the state is `half_open` (TR-2).
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::{HalfOpened, TripContext, Tripper}};
+/// assert!(!HalfOpened.trip(&TripContext::new(&Metric::default(), State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HalfOpened;
+
+impl Tripper for Closed {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.state == State::Closed
+    }
+}
+impl Tripper for HalfOpened {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.state == State::HalfOpen
+    }
+}
+
+/// At least `n` calls in the window (TR-3); `n ≥ 1`.
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::{MinRequests, TripContext, Tripper}};
+/// let m = Metric::new(20, 0, std::time::Duration::ZERO, &[]);
+/// assert!(MinRequests::new(20).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct MinRequests(u64);
+
+impl MinRequests {
+    /// The rule `total ≥ n`.
+    ///
+    /// ```
+    /// let _ = fluxgate_core::trippers::MinRequests::new(100);
+    /// ```
+    pub const fn new(n: u64) -> Self {
+        MinRequests(n)
+    }
+}
+
+impl Tripper for MinRequests {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.metric.total_count >= self.0
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.0 == 0 {
+            return Err(ConfigError::new("MinRequests", "n", self.0, ">= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A ratio threshold, reached when `part / total` is at least the ratio, the quotient
+/// computed as the `f64` nearest to it (IEEE division rounds correctly), as the Python
+/// library and the docs write it (TR-4, TR-6). Comparing the product `ratio · total`
+/// instead is not the same: `0.28 × 25` is `7.000000000000001`, and 7 failures in 25
+/// calls would not reach a 0.28 failure rate. The quotient rule is monotone, exact for
+/// every count below 2^53, and treats a ratio as the number it stands for: `0.28` is
+/// reached by 7 of 25, `5.0 / 6.0` by 5 of 6, `1.0 / 3.0` by 1 of 3.
+#[derive(Debug, Clone, Copy)]
+struct Ratio(f64);
+
+impl Ratio {
+    /// `part / total ≥ ratio`, with `total > 0`.
+    #[inline]
+    fn reached(&self, part: u64, total: u64) -> bool {
+        total > 0 && part as f64 / total as f64 >= self.0
+    }
+
+    fn validate(&self, component: &'static str) -> Result<(), ConfigError> {
+        let r = self.0;
+        if r > 0.0 && r <= 1.0 {
+            Ok(())
+        } else {
+            Err(ConfigError::new(component, "ratio", r, "in (0, 1]"))
+        }
+    }
+}
+
+/// Failures / total ≥ `ratio`, with at least one call (TR-4); ratio in (0, 1].
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::{FailureRate, TripContext, Tripper}};
+/// let m = Metric::new(10, 5, std::time::Duration::ZERO, &[]);
+/// assert!(FailureRate::new(0.5).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+///
+/// The quotient `failures / total` is compared with `ratio` (not `ratio · total` with the
+/// count, which rounds the wrong way: `0.28 × 25` is `7.000000000000001`), so 7 failures
+/// in 25 calls reach `FailureRate::new(0.28)`, 5 in 6 reach `5.0 / 6.0`, and 1 in 3
+/// reaches `1.0 / 3.0`: a ratio means the number it stands for.
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::{FailureRate, TripContext, Tripper}};
+/// let seven_of_25 = Metric::new(25, 7, std::time::Duration::ZERO, &[]);
+/// assert!(FailureRate::new(0.28).trip(&TripContext::new(&seven_of_25, State::Closed, 0)));
+/// let one_of_3 = Metric::new(3, 1, std::time::Duration::ZERO, &[]);
+/// assert!(FailureRate::new(1.0 / 3.0).trip(&TripContext::new(&one_of_3, State::Closed, 0)));
+/// let five_of_6 = Metric::new(6, 5, std::time::Duration::ZERO, &[]);
+/// assert!(FailureRate::new(5.0 / 6.0).trip(&TripContext::new(&five_of_6, State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FailureRate(Ratio);
+
+impl FailureRate {
+    /// The rule `failures / total ≥ ratio`.
+    ///
+    /// ```
+    /// let _ = fluxgate_core::trippers::FailureRate::new(0.5);
+    /// ```
+    pub const fn new(ratio: f64) -> Self {
+        FailureRate(Ratio(ratio))
+    }
+}
+
+impl Tripper for FailureRate {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        let m = ctx.metric;
+        self.0.reached(m.failure_count, m.total_count)
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.0.validate("FailureRate")
+    }
+}
+
+/// Average duration ≥ `threshold`, with at least one call (TR-5); threshold > 0.
+///
+/// Exact to the nanosecond: the rule holds iff `total_duration ≥ threshold · total`.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::{Metric, State, trippers::{AvgLatency, TripContext, Tripper}};
+/// let m = Metric::new(2, 0, Duration::from_secs(4), &[]);
+/// assert!(AvgLatency::new(Duration::from_secs(2)).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct AvgLatency(Duration);
+
+impl AvgLatency {
+    /// The rule `avg duration ≥ threshold`.
+    ///
+    /// ```
+    /// let _ = fluxgate_core::trippers::AvgLatency::new(std::time::Duration::from_secs(2));
+    /// ```
+    pub const fn new(threshold: Duration) -> Self {
+        AvgLatency(threshold)
+    }
+}
+
+impl Tripper for AvgLatency {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        // total_duration / total ≥ threshold, exactly: total_duration ≥ threshold · total in
+        // nanoseconds (a product past u128 is beyond any total duration).
+        let m = ctx.metric;
+        m.total_count > 0
+            && self
+                .0
+                .as_nanos()
+                .checked_mul(u128::from(m.total_count))
+                .is_some_and(|need| m.total_duration.as_nanos() >= need)
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        ConfigError::positive("AvgLatency", "threshold", self.0)
+    }
+    fn needs_durations(&self) -> bool {
+        true
+    }
+}
+
+/// Share of calls at least as slow as `threshold` ≥ `ratio` (TR-6); ratio in (0, 1],
+/// threshold > 0. Each `SlowRate` reads only its own threshold's count.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::{Metric, State, trippers::{SlowRate, TripContext, Tripper}};
+/// let t = Duration::from_secs(1);
+/// let m = Metric::new(10, 0, Duration::ZERO, &[(t, 3)]);
+/// assert!(SlowRate::new(0.3, t).trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+///
+/// The ratio is compared with the quotient `slow / total`, as for [`FailureRate`].
+#[derive(Debug, Clone, Copy)]
+pub struct SlowRate {
+    ratio: Ratio,
+    threshold: Duration,
+}
+
+impl SlowRate {
+    /// The rule `slow(threshold) / total ≥ ratio`.
+    ///
+    /// ```
+    /// let _ = fluxgate_core::trippers::SlowRate::new(0.3, std::time::Duration::from_secs(1));
+    /// ```
+    pub const fn new(ratio: f64, threshold: Duration) -> Self {
+        SlowRate {
+            ratio: Ratio(ratio),
+            threshold,
+        }
+    }
+}
+
+impl Tripper for SlowRate {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        let m = ctx.metric;
+        m.total_count > 0
+            && self
+                .ratio
+                .reached(m.slow_count(self.threshold), m.total_count)
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.ratio.validate("SlowRate")?;
+        ConfigError::positive("SlowRate", "threshold", self.threshold)
+    }
+    fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+        if !out.contains(&self.threshold) {
+            out.push(self.threshold);
+        }
+    }
+    fn needs_durations(&self) -> bool {
+        true
+    }
+}
+
+/// At least `n` tracked failures in a row (TR-7); `n ≥ 1`.
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::{FailureStreak, TripContext, Tripper}};
+/// assert!(FailureStreak::new(3).trip(&TripContext::new(&Metric::default(), State::Closed, 3)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FailureStreak(u64);
+
+impl FailureStreak {
+    /// The rule `consecutive failures ≥ n`.
+    ///
+    /// ```
+    /// let _ = fluxgate_core::trippers::FailureStreak::new(5);
+    /// ```
+    pub const fn new(n: u64) -> Self {
+        FailureStreak(n)
+    }
+}
+
+impl Tripper for FailureStreak {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.consecutive_failures >= self.0
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.0 == 0 {
+            return Err(ConfigError::new("FailureStreak", "n", self.0, ">= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `a & b` (short-circuits left to right).
+#[derive(Debug, Clone, Copy)]
+pub struct And<A, B>(pub A, pub B);
+
+/// `a | b` (short-circuits left to right).
+#[derive(Debug, Clone, Copy)]
+pub struct Or<A, B>(pub A, pub B);
+
+macro_rules! combinator {
+    ($name:ident, $op:tt) => {
+        impl<A: Tripper, B: Tripper> Tripper for $name<A, B> {
+            fn trip(&self, ctx: &TripContext<'_>) -> bool {
+                self.0.trip(ctx) $op self.1.trip(ctx)
+            }
+            fn validate(&self) -> Result<(), ConfigError> {
+                self.0.validate()?;
+                self.1.validate()
+            }
+            fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+                self.0.slow_thresholds(out);
+                self.1.slow_thresholds(out);
+            }
+            fn needs_durations(&self) -> bool {
+                self.0.needs_durations() || self.1.needs_durations()
+            }
+        }
+    };
+}
+combinator!(And, &&);
+combinator!(Or, ||);
+
+macro_rules! tripper_ops {
+    ($([$($g:tt)*] $t:ty),* $(,)?) => {$(
+        impl<$($g)* Rhs: Tripper> BitAnd<Rhs> for $t {
+            type Output = And<Self, Rhs>;
+            fn bitand(self, rhs: Rhs) -> Self::Output { And(self, rhs) }
+        }
+        impl<$($g)* Rhs: Tripper> BitOr<Rhs> for $t {
+            type Output = Or<Self, Rhs>;
+            fn bitor(self, rhs: Rhs) -> Self::Output { Or(self, rhs) }
+        }
+    )*};
+}
+
+tripper_ops!(
+    [] Closed,
+    [] HalfOpened,
+    [] MinRequests,
+    [] FailureRate,
+    [] AvgLatency,
+    [] SlowRate,
+    [] FailureStreak,
+    [A: Tripper, B: Tripper,] And<A, B>,
+    [A: Tripper, B: Tripper,] Or<A, B>,
+);

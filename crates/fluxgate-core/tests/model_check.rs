@@ -1,0 +1,314 @@
+//! Model checks of the lock-free pieces (R-1, R-7, SM-17, SM-19) with shuttle: the
+//! crate's atomics and mutex are shuttle's under `--cfg shuttle`, and its tag widths
+//! shrink (4-bit count tags, 3-bit generation and lap tags, 2-bit epoch tags) so that a
+//! few transitions or laps already wrap every tag and run every sweep. Each test runs
+//! thousands of random and PCT schedules of real threads over the code that ships.
+//!
+//! Run: `RUSTFLAGS="--cfg shuttle" cargo test -p fluxgate-core --test model_check --target-dir target/shuttle`
+//! (`.ci/run` does). Shuttle explores interleavings under sequential consistency; the
+//! memory orderings are argued in the code's comments.
+#![cfg(shuttle)]
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fluxgate_core::clock::ManualClock;
+use fluxgate_core::permits;
+use fluxgate_core::retries::Cooldown;
+use fluxgate_core::trippers::FailureStreak;
+use fluxgate_core::windows::{CountWindow, TimeWindow, Window};
+use fluxgate_core::{CircuitBreaker, Record, Signal, State};
+use shuttle::thread;
+
+const SEC: u64 = 1_000_000_000;
+const ITERATIONS: usize = 3_000;
+const MS: Duration = Duration::from_millis(1);
+
+fn check(name: &str, f: impl Fn() + Send + Sync + 'static) {
+    let f = Arc::new(f);
+    let g = f.clone();
+    shuttle::check_random(move || f(), ITERATIONS);
+    shuttle::check_pct(move || g(), ITERATIONS, 3);
+    eprintln!(
+        "{name}: {} random + {} PCT schedules",
+        ITERATIONS, ITERATIONS
+    );
+}
+
+/// A history of generations 0..=40 with records in some, so that 4-bit tags wrapped
+/// twice and sweeps ran.
+fn count_window_with_history() -> Arc<CountWindow> {
+    let w = Arc::new(CountWindow::new(4));
+    for g in 0..40 {
+        if g % 3 == 0 {
+            w.record(g, 0, Record::failure(MS));
+        }
+        w.advance(g + 1);
+    }
+    w
+}
+
+#[test]
+fn r1_count_window_late_writers_never_count_and_current_ones_are_exact() {
+    check("count window, late writers", || {
+        let w = count_window_with_history();
+        let g = 40;
+        let current = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.record(g, 0, Record::success(MS));
+                w.record(g, 0, Record::failure(2 * MS));
+                w.record(g, 0, Record::success(Duration::ZERO));
+            })
+        };
+        let late = {
+            let w = w.clone();
+            // the same 4-bit tag as `g` (g - 16, g - 32) and the one just before
+            thread::spawn(move || {
+                for old in [g - 1, g - 16, g - 32] {
+                    w.record(old, 0, Record::failure(Duration::from_secs(1)));
+                }
+            })
+        };
+        let reader = {
+            let w = w.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    let m = w.metric(g, 0);
+                    assert!(m.total_count <= 3 && m.failure_count <= 1, "{m:?}");
+                }
+            })
+        };
+        for t in [current, late, reader] {
+            t.join().unwrap();
+        }
+        let m = w.metric(g, 0);
+        assert_eq!((m.total_count, m.failure_count), (3, 1));
+        assert_eq!(m.total_duration, 3 * MS);
+    });
+}
+
+#[test]
+fn sm17_count_window_records_of_a_generation_never_leak_into_the_next() {
+    check("count window, racing transition", || {
+        let w = count_window_with_history();
+        let g = 40;
+        let old = {
+            let w = w.clone();
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    w.record(g, 0, Record::failure(MS));
+                }
+            })
+        };
+        // The breaker tells the window of a new generation before any call of it can
+        // record (`Window::advance`); calls of the old one may still be recording.
+        let new = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.advance(g + 1);
+                w.record(g + 1, 0, Record::success(MS));
+                w.record(g + 1, 0, Record::success(MS));
+            })
+        };
+        for t in [old, new] {
+            t.join().unwrap();
+        }
+        let m = w.metric(g + 1, 0);
+        assert_eq!((m.total_count, m.failure_count), (2, 0), "{m:?}");
+        assert_eq!(m.total_duration, 2 * MS);
+    });
+}
+
+/// A 2 s window whose 3-bit lap tags wrapped and whose sweeps ran: records in laps 0..20
+/// and generations 0..12.
+fn time_window_with_history() -> Arc<TimeWindow> {
+    let w = Arc::new(TimeWindow::new(Duration::from_secs(2)));
+    for lap in 0..20u64 {
+        let g = lap * 3 / 5;
+        w.advance(g);
+        w.record(g, lap * 2 * SEC + (lap % 2) * SEC, Record::failure(MS));
+    }
+    w
+}
+
+#[test]
+fn r1_time_window_writers_racing_a_second_boundary_and_a_transition_are_exact() {
+    check("time window, racing writers", || {
+        let w = time_window_with_history();
+        let (g, now) = (11, 40 * SEC);
+        let a = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.record(g, now, Record::failure(MS));
+                w.record(g, now + SEC, Record::success(MS));
+            })
+        };
+        let b = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.record(g, now + SEC / 2, Record::success(MS));
+                let m = w.metric(g, now + SEC);
+                assert!(m.total_count <= 3 && m.failure_count <= 1, "{m:?}");
+            })
+        };
+        let late = {
+            let w = w.clone();
+            // generations with the same 3-bit tag as `g`, and the one before
+            thread::spawn(move || {
+                for old in [g - 1, g - 8] {
+                    w.record(old, now, Record::failure(MS));
+                }
+            })
+        };
+        for t in [a, b, late] {
+            t.join().unwrap();
+        }
+        let m = w.metric(g, now + SEC);
+        assert_eq!((m.total_count, m.failure_count), (3, 1), "{m:?}");
+        w.advance(g + 1);
+        assert_eq!(w.metric(g + 1, now + SEC).total_count, 0);
+    });
+}
+
+#[test]
+fn r1_time_window_threads_waking_it_after_idleness_lose_nothing() {
+    check("time window, waking", || {
+        let w = time_window_with_history();
+        let g = 11;
+        // 1 000 laps of silence: every lap tag came round more than a hundred times
+        let now = 40 * SEC + 2_000 * SEC;
+        let wakers: Vec<_> = (0..2)
+            .map(|i| {
+                let w = w.clone();
+                thread::spawn(move || {
+                    w.record(g, now + i * SEC / 3, Record::failure(MS));
+                    w.record(g, now + SEC, Record::success(MS));
+                })
+            })
+            .collect();
+        let stale = {
+            let w = w.clone();
+            // callers whose clock reads are one and three laps old (out of the window)
+            thread::spawn(move || {
+                w.record(g, now - 2 * SEC, Record::failure(MS));
+                w.record(g, now - 6 * SEC, Record::failure(MS));
+            })
+        };
+        for t in wakers.into_iter().chain([stale]) {
+            t.join().unwrap();
+        }
+        let m = w.metric(g, now + SEC);
+        assert_eq!((m.total_count, m.failure_count), (4, 2), "{m:?}");
+    });
+}
+
+fn breaker(clock: &ManualClock, signals: &Arc<Mutex<Vec<Signal>>>) -> Arc<CircuitBreaker> {
+    let seen = signals.clone();
+    Arc::new(
+        CircuitBreaker::builder("model")
+            .tripper(FailureStreak::new(1))
+            .retry(Cooldown::new(Duration::from_secs(1)))
+            .permit(permits::All)
+            .max_half_open_calls(1)
+            .clock(clock.clone())
+            .listener(move |s: &Signal| seen.lock().unwrap().push(s.clone()))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn fail(cb: &CircuitBreaker) {
+    let _ = cb.call(|| Err::<(), _>(io::Error::other("down")));
+}
+
+#[test]
+fn r7_half_open_slots_never_exceed_the_limit_nor_leak_across_periods() {
+    check("half-open slots", || {
+        let clock = ManualClock::new();
+        let signals = Arc::new(Mutex::new(Vec::new()));
+        let cb = breaker(&clock, &signals);
+        // epochs 0..6 so that the 2-bit epoch tags wrap
+        for _ in 0..3 {
+            fail(&cb);
+            cb.reset();
+        }
+        fail(&cb);
+        clock.advance(Duration::from_secs(1));
+        let probers: Vec<_> = (0..2)
+            .map(|_| {
+                let cb = cb.clone();
+                thread::spawn(move || {
+                    if let Ok(t) = cb.admit() {
+                        assert!(cb.half_open_in_flight() <= 1);
+                        drop(t);
+                    }
+                })
+            })
+            .collect();
+        let operator = {
+            let (cb, clock) = (cb.clone(), clock.clone());
+            thread::spawn(move || {
+                cb.reset();
+                fail(&cb);
+                clock.advance(Duration::from_secs(1));
+            })
+        };
+        let reader = {
+            let cb = cb.clone();
+            thread::spawn(move || {
+                for _ in 0..3 {
+                    assert!(cb.half_open_in_flight() <= 1);
+                }
+            })
+        };
+        for t in probers.into_iter().chain([operator, reader]) {
+            t.join().unwrap();
+        }
+        assert_eq!(cb.half_open_in_flight(), 0, "a slot leaked");
+        if cb.info().state == State::HalfOpen || cb.info().state == State::Open {
+            // every slot of the current period is free again: a probe goes through
+            let t = cb.admit().expect("a free slot");
+            t.success();
+            assert_eq!(cb.info().state, State::Closed);
+        }
+    });
+}
+
+#[test]
+fn sm19_racing_transitions_reach_the_listener_as_one_chain_ending_at_the_state() {
+    check("signal order", || {
+        let clock = ManualClock::new();
+        let signals = Arc::new(Mutex::new(Vec::new()));
+        let cb = breaker(&clock, &signals);
+        let tripper = {
+            let (cb, clock) = (cb.clone(), clock.clone());
+            thread::spawn(move || {
+                fail(&cb);
+                clock.advance(Duration::from_secs(1));
+                let _ = cb.call(|| Ok::<_, io::Error>(()));
+            })
+        };
+        let operator = {
+            let cb = cb.clone();
+            thread::spawn(move || {
+                cb.force_open();
+                cb.reset();
+                cb.metrics_only();
+            })
+        };
+        for t in [tripper, operator] {
+            t.join().unwrap();
+        }
+        // a backlog may still be on its way on a delivery thread
+        assert!(cb.flush_signals(Duration::from_secs(3600)));
+        let seen = signals.lock().unwrap();
+        let mut state = State::Closed;
+        for s in seen.iter() {
+            assert_eq!(s.old_state, state, "broken chain: {seen:?}");
+            state = s.new_state;
+        }
+        assert_eq!(state, cb.info().state, "{seen:?}");
+    });
+}

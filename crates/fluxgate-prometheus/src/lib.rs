@@ -1,0 +1,232 @@
+//! Prometheus metrics for circuit breakers: a state gauge and a transition counter.
+//!
+//! A tripped breaker is invisible unless something records it. Dashboards and alerts
+//! written for the Python library match on two series, so this module exports exactly
+//! those, with the same names, help texts, labels and values (PR-1):
+//!
+//! | series | type | labels | value |
+//! |---|---|---|---|
+//! | `circuit_breaker_state` | gauge | `circuit_name`, `state` | `1` for the current state, `0` for the five others |
+//! | `circuit_breaker_state_transition_total` | counter | `circuit_name`, `old_state`, `new_state` | transitions so far |
+//!
+//! The logic — six gauge writes and one counter increment per [`Signal`] (PR-2), the
+//! series written when a breaker is built (PR-3), one call to drop a circuit (PR-5) — is
+//! written once here and shared by three thin backends, each behind its own feature:
+//!
+//! - `prometheus`: [`PrometheusListener`] on the `prometheus` crate, with a process-wide
+//!   default registry like Python's, [`start_http_server`] (a `/metrics` endpoint on a
+//!   background thread, no async runtime) and, with feature `axum`, [`axum_router`].
+//!   Its exposition is the classic text format that `promtool check metrics` accepts (PR-7).
+//! - `prometheus-client`: [`PrometheusClientListener`] on a caller's registry of the
+//!   official `prometheus-client` crate.
+//! - `metrics`: [`MetricsListener`] on the `metrics` facade, for applications that export
+//!   through `metrics-exporter-prometheus` or another recorder.
+//!
+//! Writes of one signal are grouped under a lock that the `prometheus` and
+//! `prometheus-client` scrapers take too, so a scrape never sees a circuit in two states
+//! at once, or in none.
+//!
+//! ```
+//! # #[cfg(feature = "prometheus")] {
+//! use fluxgate_prometheus::PrometheusListener;
+//! use fluxgate_core::listeners::Listener;
+//! use fluxgate_core::{Signal, State};
+//!
+//! let registry = prometheus::Registry::new();
+//! let listener = PrometheusListener::with_registry(&registry).unwrap();
+//! listener.on_attach("payment_api", State::Closed);
+//! listener
+//!     .on_signal(&Signal::new("payment_api", State::Closed, State::Open, std::time::SystemTime::now()))
+//!     .unwrap();
+//! let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+//! assert!(text.contains(r#"circuit_breaker_state{circuit_name="payment_api",state="open"} 1"#));
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The docs link the backends to each other; with only some of the features on, some
+// targets do not exist (docs.rs builds with all of them).
+#![cfg_attr(
+    not(all(
+        feature = "prometheus",
+        feature = "axum",
+        feature = "prometheus-client",
+        feature = "metrics"
+    )),
+    allow(rustdoc::broken_intra_doc_links)
+)]
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use fluxgate_core::listeners::ListenerError;
+use fluxgate_core::{Signal, State};
+
+#[cfg(feature = "prometheus")]
+mod listener;
+#[cfg(feature = "prometheus")]
+mod server;
+#[cfg(feature = "axum")]
+mod web;
+
+#[cfg(feature = "prometheus-client")]
+mod client;
+
+#[cfg(feature = "metrics")]
+mod facade;
+
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use listener::PrometheusListener;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use server::{
+    CONTENT_TYPE, MetricsServer, ServeError, encode_text, start_http_server,
+    start_http_server_with_registry,
+};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use web::{axum_router, metrics_handler, metrics_response};
+
+#[cfg(feature = "prometheus-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus-client")))]
+pub use client::PrometheusClientListener;
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use facade::MetricsListener;
+
+/// Name of the state gauge (PR-1).
+///
+/// ```
+/// assert_eq!(fluxgate_prometheus::STATE_METRIC, "circuit_breaker_state");
+/// ```
+pub const STATE_METRIC: &str = "circuit_breaker_state";
+
+/// Help text of the state gauge (PR-1).
+///
+/// ```
+/// assert_eq!(fluxgate_prometheus::STATE_HELP, "Current state of the circuit breaker");
+/// ```
+pub const STATE_HELP: &str = "Current state of the circuit breaker";
+
+/// Name of the transition counter as exposed, with its `_total` suffix (PR-1).
+///
+/// ```
+/// assert_eq!(
+///     fluxgate_prometheus::TRANSITION_METRIC,
+///     "circuit_breaker_state_transition_total"
+/// );
+/// ```
+pub const TRANSITION_METRIC: &str = "circuit_breaker_state_transition_total";
+
+/// Help text of the transition counter (PR-1).
+///
+/// ```
+/// assert_eq!(
+///     fluxgate_prometheus::TRANSITION_HELP,
+///     "Count of state transitions for circuit breakers"
+/// );
+/// ```
+pub const TRANSITION_HELP: &str = "Count of state transitions for circuit breakers";
+
+/// The transitions a breaker makes on its own. Their counters are created at zero when a
+/// breaker is attached, so that `rate()` and `increase()` see the very first trip (a
+/// series that appears with value 1 has no earlier sample to compare with).
+const AUTOMATIC_TRANSITIONS: [(State, State); 4] = [
+    (State::Closed, State::Open),
+    (State::Open, State::HalfOpen),
+    (State::HalfOpen, State::Open),
+    (State::HalfOpen, State::Closed),
+];
+
+/// Where a backend stores the two series. Implementations are thin: every decision about
+/// *what* to write lives in [`Exporter`].
+pub(crate) trait Sink: Send + Sync + 'static {
+    /// Sets `circuit_breaker_state{circuit_name, state}`.
+    fn set_state(&self, circuit_name: &str, state: State, value: i64) -> Result<(), ListenerError>;
+
+    /// Adds `by` to `circuit_breaker_state_transition_total{circuit_name, old, new}`,
+    /// creating the series if needed (`by` may be 0).
+    fn add_transition(
+        &self,
+        circuit_name: &str,
+        old_state: State,
+        new_state: State,
+        by: u64,
+    ) -> Result<(), ListenerError>;
+
+    /// Drops every series of one circuit; absent series are not an error.
+    fn remove_circuit(&self, circuit_name: &str);
+}
+
+/// The listener logic, shared by every backend.
+///
+/// `lock` groups the writes of one signal; a backend whose scraper can take the same lock
+/// (see the `prometheus` and `prometheus-client` collectors) thereby never exposes a
+/// half-written update.
+pub(crate) struct Exporter<S> {
+    sink: S,
+    lock: Arc<Mutex<()>>,
+}
+
+impl<S: Sink> Exporter<S> {
+    pub(crate) fn new(sink: S, lock: Arc<Mutex<()>>) -> Self {
+        Exporter { sink, lock }
+    }
+
+    fn guard(&self) -> MutexGuard<'_, ()> {
+        // The lock protects no data, only the grouping of writes: a panic elsewhere
+        // cannot leave anything inconsistent behind it.
+        lock_ignoring_poison(&self.lock)
+    }
+
+    /// PR-3: a breaker's series exist from the moment it is built.
+    pub(crate) fn attach(&self, circuit_name: &str, state: State) -> Result<(), ListenerError> {
+        let _guard = self.guard();
+        self.write_states(circuit_name, state)?;
+        for (old_state, new_state) in AUTOMATIC_TRANSITIONS {
+            self.sink
+                .add_transition(circuit_name, old_state, new_state, 0)?;
+        }
+        Ok(())
+    }
+
+    /// PR-2: the gauge for all six states, then the counter (same-state signals count).
+    pub(crate) fn record(&self, signal: &Signal) -> Result<(), ListenerError> {
+        let _guard = self.guard();
+        self.write_states(&signal.circuit_name, signal.new_state)?;
+        self.sink
+            .add_transition(&signal.circuit_name, signal.old_state, signal.new_state, 1)
+    }
+
+    /// PR-5: drops one circuit's series; idempotent.
+    #[cfg_attr(
+        not(any(feature = "prometheus", feature = "prometheus-client")),
+        allow(dead_code)
+    )]
+    pub(crate) fn remove(&self, circuit_name: &str) {
+        let _guard = self.guard();
+        self.sink.remove_circuit(circuit_name);
+    }
+
+    fn write_states(&self, circuit_name: &str, current: State) -> Result<(), ListenerError> {
+        for state in State::ALL {
+            self.sink
+                .set_state(circuit_name, state, i64::from(state == current))?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn lock_ignoring_poison<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every `(old_state, new_state)` pair, for backends that drop series one label set at a
+/// time.
+#[cfg(any(feature = "prometheus", feature = "prometheus-client"))]
+pub(crate) fn all_transitions() -> impl Iterator<Item = (State, State)> {
+    State::ALL
+        .into_iter()
+        .flat_map(|old| State::ALL.into_iter().map(move |new| (old, new)))
+}

@@ -1,0 +1,917 @@
+//! The whole system in one command: three breakers with different policies protect a
+//! simulated upstream that goes healthy → outage → slow → recovering.
+//!
+//! ```text
+//! cargo run --release -p fluxgate-demo
+//! cargo run --release -p fluxgate-demo -- --seconds 10 --addr 127.0.0.1:0 --svg timeline.svg
+//! ```
+//!
+//! Worker threads call the upstream through the breakers. Every transition is printed the
+//! moment it happens (a closure listener), every breaker prints a status line once a
+//! second, `/metrics` is served for Prometheus (`PrometheusListener` on the default
+//! registry, `start_http_server`), and at the end a timeline picture is written (SVG):
+//! state bands, the window's failure (and slow) rate and the share of calls each breaker
+//! admitted, sampled every 100 ms.
+//!
+//! The phases are fractions of the run (`--seconds`, default 60), and so are the
+//! cooldowns and ramps, so a 5-second run shows the same story as a one-minute run.
+//! Ctrl-C ends the run early and still writes the picture.
+#![forbid(unsafe_code)]
+
+use std::error::Error;
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fluxgate::listeners::prometheus::{PrometheusListener, start_http_server};
+use fluxgate::permits::{RampUp, Random};
+use fluxgate::retries::{Backoff, Cooldown};
+use fluxgate::trippers::{
+    Closed, FailureRate, FailureStreak, HalfOpened, MinRequests, SlowRate, TripContext, Tripper,
+};
+use fluxgate::windows::{CountWindow, TimeWindow};
+use fluxgate::{CircuitBreaker, Signal, State};
+
+/// A call the search backend answers this slowly or slower counts as slow.
+const SLOW: Duration = Duration::from_millis(40);
+/// Each worker offers one call per tick (100 calls per second per worker).
+const TICK: Duration = Duration::from_millis(10);
+/// The picture's sampling period.
+const SAMPLE: Duration = Duration::from_millis(100);
+/// The admitted share is drawn over this many samples (300 ms), to tame the noise of
+/// random admission.
+const SMOOTH: usize = 3;
+
+/// How a run is configured; `main` fills it from the command line, tests build it.
+pub struct Options {
+    /// Length of the run; phases, cooldowns and ramps scale with it.
+    pub duration: Duration,
+    /// Where `/metrics` is served (`127.0.0.1:0` picks a free port).
+    pub addr: String,
+    /// Where the timeline picture is written.
+    pub svg: PathBuf,
+    /// Where the transitions and status lines go.
+    pub out: Box<dyn Write + Send>,
+    /// Set it to end the run early (Ctrl-C does).
+    pub stop: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("duration", &self.duration)
+            .field("addr", &self.addr)
+            .field("svg", &self.svg)
+            .field("stop", &self.stop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// The defaults: 60 s, `127.0.0.1:8000`, `demo-timeline.svg`, stdout.
+    pub fn new() -> Options {
+        Options {
+            duration: Duration::from_secs(60),
+            addr: "127.0.0.1:8000".into(),
+            svg: PathBuf::from("demo-timeline.svg"),
+            out: Box::new(std::io::stdout()),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Reads `--seconds N`, `--addr HOST:PORT` and `--svg PATH`.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+        let mut opts = Options::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+            match arg.as_str() {
+                "--seconds" => {
+                    let v = value("--seconds")?;
+                    let secs: f64 = v
+                        .parse()
+                        .map_err(|_| format!("--seconds: not a number: {v}"))?;
+                    if !(1.0..=86_400.0).contains(&secs) {
+                        return Err(format!("--seconds must be between 1 and 86400, got {v}"));
+                    }
+                    opts.duration = Duration::from_secs_f64(secs);
+                }
+                "--addr" => opts.addr = value("--addr")?,
+                "--svg" => opts.svg = PathBuf::from(value("--svg")?),
+                "-h" | "--help" => return Err(USAGE.into()),
+                other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            }
+        }
+        Ok(opts)
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options::new()
+    }
+}
+
+/// The command line's help text; `Options::from_args` returns it for `--help`.
+pub const USAGE: &str = "usage: demo [--seconds N] [--addr HOST:PORT] [--svg PATH]
+  --seconds N       length of the run, default 60 (phases and cooldowns scale with it)
+  --addr HOST:PORT  where /metrics is served, default 127.0.0.1:8000 (port 0: a free one)
+  --svg PATH        the timeline picture written at the end, default demo-timeline.svg";
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Report {
+    /// Where `/metrics` was served.
+    pub metrics_addr: SocketAddr,
+    /// Every transition of the three breakers, in order.
+    pub transitions: Vec<Transition>,
+    /// Calls offered to the breakers (admitted or rejected).
+    pub calls: u64,
+    /// Where the picture was written.
+    pub svg: PathBuf,
+}
+
+/// One transition as the demo saw it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Time since the start of the run.
+    pub at: Duration,
+    /// Which breaker.
+    pub circuit: String,
+    /// The state it left.
+    pub from: State,
+    /// The state it entered.
+    pub to: State,
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenario: one upstream, four phases.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Healthy,
+    Outage,
+    Slow,
+    Recovering,
+}
+
+impl Phase {
+    /// Each phase and the fraction of the run at which it ends.
+    const ALL: [(Phase, f64); 4] = [
+        (Phase::Healthy, 0.20),
+        (Phase::Outage, 0.45),
+        (Phase::Slow, 0.65),
+        (Phase::Recovering, 1.00),
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Healthy => "healthy",
+            Phase::Outage => "outage",
+            Phase::Slow => "slow",
+            Phase::Recovering => "recovering",
+        }
+    }
+
+    fn story(self) -> &'static str {
+        match self {
+            Phase::Healthy => "the upstream answers fast, almost never fails",
+            Phase::Outage => "the upstream refuses 95% of calls",
+            Phase::Slow => "search answers in 50-90 ms, the others a little slower",
+            Phase::Recovering => "failures fade from 25% to none",
+        }
+    }
+
+    /// The phase at `frac` (0..1) of the run, and how far into it (0..1).
+    fn at(frac: f64) -> (Phase, f64) {
+        let mut start = 0.0;
+        for (phase, end) in Phase::ALL {
+            if frac < end {
+                return (phase, (frac - start) / (end - start));
+            }
+            start = end;
+        }
+        (Phase::Recovering, 1.0)
+    }
+}
+
+/// What the upstream does wrong.
+#[derive(Debug)]
+enum UpstreamError {
+    Unavailable,
+    Internal,
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Unavailable => f.write_str("503 service unavailable"),
+            UpstreamError::Internal => f.write_str("500 internal error"),
+        }
+    }
+}
+
+impl Error for UpstreamError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Payment,
+    Inventory,
+    Search,
+}
+
+/// The simulated upstream: behaviour depends on the phase of the run.
+struct Upstream {
+    start: Instant,
+    total: Duration,
+}
+
+impl Upstream {
+    fn phase(&self) -> (Phase, f64) {
+        Phase::at(self.start.elapsed().as_secs_f64() / self.total.as_secs_f64())
+    }
+
+    /// One call: sleeps for its latency, then succeeds or fails.
+    fn call(&self, api: Api) -> Result<u32, UpstreamError> {
+        let (phase, progress) = self.phase();
+        let ms = |r: Range<u64>| Duration::from_micros(fastrand::u64(r.start * 1000..r.end * 1000));
+        let (fail, latency) = match (phase, api) {
+            (Phase::Healthy, Api::Search) => (0.005, ms(2..6)),
+            (Phase::Healthy, _) => (0.005, ms(1..3)),
+            // Refused connections fail fast.
+            (Phase::Outage, _) => (0.95, ms(0..2)),
+            (Phase::Slow, Api::Search) => (0.02, ms(50..90)),
+            (Phase::Slow, _) => (0.01, ms(4..12)),
+            // Failures fade out over the first half of the phase.
+            (Phase::Recovering, _) => ((0.25 * (1.0 - 2.0 * progress)).max(0.0), ms(1..4)),
+        };
+        thread::sleep(latency);
+        if fastrand::f64() >= fail {
+            Ok(42)
+        } else if phase == Phase::Outage {
+            Err(UpstreamError::Unavailable)
+        } else {
+            Err(UpstreamError::Internal)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The breakers.
+
+/// Keeps a half-open circuit probing until it has recorded `probes` probes: while fewer
+/// were recorded, a successful probe keeps it half-open (so a `RampUp` permit can widen
+/// the stream step by step) instead of closing it at the first success. It counts the
+/// window's calls, so `probes` must not exceed the window's size.
+///
+/// A tripper is asked after every half-open outcome: after a success, `true` means "stay
+/// half-open"; after a failure, `true` means "open again". The failure streak tells the
+/// two apart: it is 0 right after a success.
+struct Probation {
+    probes: u64,
+}
+
+impl Tripper for Probation {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        ctx.state == State::HalfOpen
+            && ctx.consecutive_failures == 0
+            && ctx.metric.total_count < self.probes
+    }
+}
+
+/// A breaker and its call counters.
+struct Guarded {
+    api: Api,
+    workers: usize,
+    cb: CircuitBreaker,
+    /// Why this policy, one line.
+    policy: String,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Guarded {
+    fn new(api: Api, workers: usize, cb: CircuitBreaker, policy: String) -> Guarded {
+        Guarded {
+            api,
+            workers,
+            cb,
+            policy,
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    ok: u64,
+    failed: u64,
+    rejected: u64,
+}
+
+impl Counts {
+    fn since(self, before: Counts) -> Counts {
+        Counts {
+            ok: self.ok - before.ok,
+            failed: self.failed - before.failed,
+            rejected: self.rejected - before.rejected,
+        }
+    }
+
+    fn offered(self) -> u64 {
+        self.ok + self.failed + self.rejected
+    }
+
+    /// Admitted calls / offered calls, `None` without calls.
+    fn admitted_share(self) -> Option<f64> {
+        (self.offered() > 0).then(|| (self.ok + self.failed) as f64 / self.offered() as f64)
+    }
+}
+
+/// Three policies, scaled to the run's length `t` (seconds).
+fn breakers(
+    t: f64,
+    listener: impl Fn(&Signal) + Send + Sync + 'static,
+) -> Result<Vec<Guarded>, Box<dyn Error + Send + Sync>> {
+    let secs = |frac: f64| Duration::from_secs_f64(t * frac);
+    let prometheus = PrometheusListener::new();
+    let listener: Arc<dyn fluxgate::listeners::Listener> = Arc::new(listener);
+    // The probation counts the window's calls, so it cannot be longer than the window.
+    let window = 200;
+    let probes = ((t * 4.0).round() as u64).clamp(10, window as u64);
+
+    // A failure *rate* over the last 200 calls; a fixed cooldown; a ramp-up on probation.
+    let payment = CircuitBreaker::builder("payment_api")
+        .window(CountWindow::new(window))
+        .tripper(
+            (Closed & MinRequests::new(20) & FailureRate::new(0.5))
+                | (HalfOpened
+                    & (FailureStreak::new(3) | (MinRequests::new(10) & FailureRate::new(0.3))))
+                | Probation { probes },
+        )
+        .retry(Cooldown::new(secs(1.0 / 20.0)))
+        .permit(RampUp::new(0.1, 1.0, secs(1.0 / 6.0)))
+        .listener(prometheus.clone())
+        .listener_arc(listener.clone())
+        .build()?;
+
+    // Consecutive failures only; backoff doubles the wait at every failed recovery.
+    let inventory = CircuitBreaker::builder("inventory_api")
+        .window(CountWindow::new(20))
+        .tripper(FailureStreak::new(5))
+        .retry(
+            Backoff::new(secs(1.0 / 30.0))
+                .multiplier(2.0)
+                .max(secs(1.0 / 6.0)),
+        )
+        .permit(Random::new(0.5))
+        .listener(prometheus.clone())
+        .listener_arc(listener.clone())
+        .build()?;
+
+    // Latency: the share of slow calls over the last seconds, or failures.
+    let window_secs = (t / 12.0).round().clamp(2.0, 60.0) as u64;
+    let search = CircuitBreaker::builder("search_api")
+        .window(TimeWindow::new(Duration::from_secs(window_secs)))
+        .tripper(MinRequests::new(20) & (FailureRate::new(0.5) | SlowRate::new(0.5, SLOW)))
+        .retry(Cooldown::new(secs(1.0 / 15.0)).jitter(0.2))
+        .permit(RampUp::new(0.2, 1.0, secs(1.0 / 10.0)))
+        .listener(prometheus)
+        .listener_arc(listener)
+        .build()?;
+
+    let fmt_s = |d: Duration| format!("{:.2}s", d.as_secs_f64());
+    Ok(vec![
+        Guarded::new(
+            Api::Payment,
+            2,
+            payment,
+            format!(
+                "CountWindow({window}), ≥20 calls & failure rate ≥50%, Cooldown({}), RampUp 10%→100% over {}, probation {probes} probes",
+                fmt_s(secs(1.0 / 20.0)),
+                fmt_s(secs(1.0 / 6.0))
+            ),
+        ),
+        Guarded::new(
+            Api::Inventory,
+            2,
+            inventory,
+            format!(
+                "FailureStreak(5), Backoff({} ×2, max {}), Random(50%)",
+                fmt_s(secs(1.0 / 30.0)),
+                fmt_s(secs(1.0 / 6.0))
+            ),
+        ),
+        Guarded::new(
+            Api::Search,
+            3,
+            search,
+            format!(
+                "TimeWindow({window_secs}s), ≥20 calls & (failures ≥50% | slow(≥{}ms) ≥50%), Cooldown({} ±20%), RampUp 20%→100%",
+                SLOW.as_millis(),
+                fmt_s(secs(1.0 / 15.0))
+            ),
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------
+// Output.
+
+type Out = Arc<Mutex<Box<dyn Write + Send>>>;
+
+fn say(out: &Out, line: fmt::Arguments<'_>) {
+    let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
+    // A closed pipe (`demo | head`) must not stop the run.
+    let _ = writeln!(w, "{line}");
+    let _ = w.flush();
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    r.map_or_else(|| "   -".to_string(), |r| format!("{:3.0}%", r * 100.0))
+}
+
+fn status_line(at: Duration, g: &Guarded, last: Counts) -> String {
+    let info = g.cb.info();
+    let m = &info.metric;
+    let slow = if g.api == Api::Search {
+        fmt_rate(m.slow_rate(SLOW))
+    } else {
+        "   -".into()
+    };
+    format!(
+        "{:6.1}s  {:<14} {:<10} fail {}  slow {}  window {:4}  last 1s: {:4} ok {:4} failed {:4} rejected",
+        at.as_secs_f64(),
+        info.name,
+        info.state.as_str(),
+        fmt_rate(m.failure_rate()),
+        slow,
+        m.total_count,
+        last.ok,
+        last.failed,
+        last.rejected,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The run.
+
+/// Reads one value of a sample.
+type Field = fn(&Sample) -> Option<f64>;
+
+/// One sample of one breaker for the picture.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: f64,
+    failure_rate: Option<f64>,
+    /// Only for the breaker that has a latency rule.
+    slow_rate: Option<f64>,
+    admitted: Option<f64>,
+}
+
+/// Runs the demo: starts the metrics server, the workers and the sampler, prints until the
+/// end (or `stop`), writes the picture.
+pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
+    let Options {
+        duration,
+        addr,
+        svg,
+        out,
+        stop,
+    } = opts;
+    let out: Out = Arc::new(Mutex::new(out));
+    let t = duration.as_secs_f64();
+
+    let server = start_http_server(addr.as_str())
+        .map_err(|e| format!("{e} (try --addr 127.0.0.1:0 for a free port)"))?;
+    let metrics_addr = server.local_addr();
+
+    let start = Instant::now();
+    let transitions = Arc::new(Mutex::new(Vec::<Transition>::new()));
+    let printer = {
+        let out = out.clone();
+        let transitions = transitions.clone();
+        move |s: &Signal| {
+            let at = start.elapsed();
+            say(
+                &out,
+                format_args!(
+                    "{:6.1}s  {:<14} {} → {}",
+                    at.as_secs_f64(),
+                    s.circuit_name,
+                    s.old_state,
+                    s.new_state
+                ),
+            );
+            transitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Transition {
+                    at,
+                    circuit: s.circuit_name.to_string(),
+                    from: s.old_state,
+                    to: s.new_state,
+                });
+        }
+    };
+    let guarded: Arc<Vec<Guarded>> = Arc::new(breakers(t, printer)?);
+
+    say(
+        &out,
+        format_args!("fluxgate demo: {t:.0} s, three breakers in front of one flaky upstream"),
+    );
+    for g in guarded.iter() {
+        say(&out, format_args!("  {:<14} {}", g.cb.name(), g.policy));
+    }
+    say(&out, format_args!("metrics: http://{metrics_addr}/metrics"));
+    let plan: Vec<String> = {
+        let mut from = 0.0;
+        Phase::ALL
+            .iter()
+            .map(|&(p, end)| {
+                let s = format!("{} {:.1}–{:.1}s", p.name(), from * t, end * t);
+                from = end;
+                s
+            })
+            .collect()
+    };
+    say(&out, format_args!("phases: {}", plan.join(", ")));
+    say(
+        &out,
+        format_args!(
+            "transitions are printed as they happen; one status line per breaker every second"
+        ),
+    );
+
+    let upstream = Arc::new(Upstream {
+        start,
+        total: duration,
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let deadline = start + duration;
+
+    let mut workers = Vec::new();
+    for (i, g) in guarded.iter().enumerate() {
+        for w in 0..g.workers {
+            let (guarded, upstream, done) = (guarded.clone(), upstream.clone(), done.clone());
+            workers.push(
+                thread::Builder::new()
+                    .name(format!("worker-{}-{w}", g.cb.name()))
+                    .spawn(move || work(&guarded[i], &upstream, &done))?,
+            );
+        }
+    }
+
+    let sampler = {
+        let (guarded, done) = (guarded.clone(), done.clone());
+        thread::Builder::new()
+            .name("sampler".into())
+            .spawn(move || sample(&guarded, start, &done))?
+    };
+
+    // Phase announcements and status lines, until the end or a stop.
+    let mut phase = None;
+    let mut next_status = start + Duration::from_secs(1);
+    let mut last: Vec<Counts> = guarded.iter().map(|g| g.counts()).collect();
+    loop {
+        let now = Instant::now();
+        if now >= deadline || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (p, _) = upstream.phase();
+        if phase != Some(p) {
+            phase = Some(p);
+            say(
+                &out,
+                format_args!(
+                    "{:6.1}s  ── phase: {} ({})",
+                    start.elapsed().as_secs_f64(),
+                    p.name(),
+                    p.story()
+                ),
+            );
+        }
+        if now >= next_status {
+            next_status += Duration::from_secs(1);
+            for (g, last) in guarded.iter().zip(last.iter_mut()) {
+                let counts = g.counts();
+                say(
+                    &out,
+                    format_args!("{}", status_line(start.elapsed(), g, counts.since(*last))),
+                );
+                *last = counts;
+            }
+        }
+        thread::sleep(
+            Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())),
+        );
+    }
+    let ended = start.elapsed();
+    if stop.load(Ordering::Relaxed) && ended < duration {
+        say(&out, format_args!("{:6.1}s  stopped", ended.as_secs_f64()));
+    }
+
+    done.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    let samples = sampler.join().map_err(|_| "the sampler thread panicked")?;
+    server.shutdown();
+
+    let transitions = transitions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let names: Vec<&str> = guarded.iter().map(|g| g.cb.name()).collect();
+    draw_timeline(
+        &svg,
+        t.min(ended.as_secs_f64()).max(0.1),
+        &names,
+        &samples,
+        &transitions,
+    )
+    .map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+
+    let calls: u64 = guarded.iter().map(|g| g.counts().offered()).sum();
+    say(
+        &out,
+        format_args!(
+            "── done after {:.1} s: {calls} calls, {} transitions",
+            ended.as_secs_f64(),
+            transitions.len()
+        ),
+    );
+    for g in guarded.iter() {
+        let c = g.counts();
+        let mut pairs: Vec<((State, State), usize)> = Vec::new();
+        for tr in transitions.iter().filter(|tr| tr.circuit == g.cb.name()) {
+            match pairs.iter_mut().find(|(p, _)| *p == (tr.from, tr.to)) {
+                Some((_, n)) => *n += 1,
+                None => pairs.push(((tr.from, tr.to), 1)),
+            }
+        }
+        let pairs: Vec<String> = pairs
+            .iter()
+            .map(|((a, b), n)| format!("{a} → {b} ×{n}"))
+            .collect();
+        say(
+            &out,
+            format_args!(
+                "  {:<14} {} ok, {} failed, {} rejected; {}",
+                g.cb.name(),
+                c.ok,
+                c.failed,
+                c.rejected,
+                if pairs.is_empty() {
+                    "no transitions".into()
+                } else {
+                    pairs.join(", ")
+                }
+            ),
+        );
+    }
+    say(&out, format_args!("timeline: {}", svg.display()));
+
+    Ok(Report {
+        metrics_addr,
+        transitions,
+        calls,
+        svg,
+    })
+}
+
+/// A worker: one call per tick through its breaker until `done`.
+fn work(g: &Guarded, upstream: &Upstream, done: &AtomicBool) {
+    let mut next = Instant::now();
+    while !done.load(Ordering::Relaxed) {
+        match g.cb.call(|| upstream.call(g.api)) {
+            Ok(_) => g.ok.fetch_add(1, Ordering::Relaxed),
+            Err(fluxgate::Error::Inner(_)) => g.failed.fetch_add(1, Ordering::Relaxed),
+            Err(fluxgate::Error::Rejected(_)) => g.rejected.fetch_add(1, Ordering::Relaxed),
+        };
+        next += TICK;
+        let now = Instant::now();
+        if next > now {
+            thread::sleep(next - now);
+        } else {
+            // Running late (a slow call): offer the next call now, do not catch up in a burst.
+            next = now;
+        }
+    }
+}
+
+/// Every `SAMPLE`: each breaker's window failure and slow rates (`info()`), and the share
+/// of calls it admitted over the last `SMOOTH` samples.
+fn sample(guarded: &[Guarded], start: Instant, done: &AtomicBool) -> Vec<Vec<Sample>> {
+    let mut series = vec![Vec::new(); guarded.len()];
+    let mut history: Vec<Vec<Counts>> = guarded.iter().map(|g| vec![g.counts()]).collect();
+    let mut next = start + SAMPLE;
+    while !done.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if next > now {
+            thread::sleep(next - now);
+        }
+        next += SAMPLE;
+        let at = start.elapsed().as_secs_f64();
+        for ((g, history), series) in guarded.iter().zip(&mut history).zip(&mut series) {
+            let counts = g.counts();
+            let metric = g.cb.info().metric;
+            let base = history[history.len().saturating_sub(SMOOTH)];
+            history.push(counts);
+            series.push(Sample {
+                at,
+                failure_rate: metric.failure_rate(),
+                slow_rate: if g.api == Api::Search {
+                    metric.slow_rate(SLOW)
+                } else {
+                    None
+                },
+                admitted: counts.since(base).admitted_share(),
+            });
+        }
+    }
+    series
+}
+
+// ---------------------------------------------------------------------------------------
+// The picture.
+
+fn draw_timeline(
+    path: &Path,
+    t: f64,
+    names: &[&str],
+    samples: &[Vec<Sample>],
+    transitions: &[Transition],
+) -> Result<(), Box<dyn Error + Send + Sync>> {
+    use plotters::prelude::*;
+
+    let closed = RGBColor(46, 160, 67);
+    let open = RGBColor(218, 54, 51);
+    let half_open = RGBColor(240, 160, 30);
+    let other = RGBColor(130, 130, 130);
+    let band = |s: State| match s {
+        State::Closed => closed,
+        State::Open | State::ForcedOpen => open,
+        State::HalfOpen => half_open,
+        _ => other,
+    };
+    let failure_color = RGBColor(150, 20, 20);
+    let admitted_color = RGBColor(30, 90, 200);
+    let slow_color = RGBColor(150, 80, 200);
+
+    let height = 120 + 260 * names.len() as u32;
+    let root = SVGBackend::new(path, (1200, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (head, body) = root.split_vertically(70);
+    head.draw(&Text::new(
+        "fluxgate demo: three breakers, one flaky upstream",
+        (20, 12),
+        ("sans-serif", 28).into_font().color(&BLACK),
+    ))?;
+    // A hand-made legend: the state bands, then the lines.
+    let mut x = 20;
+    for (label, color) in [("closed", closed), ("open", open), ("half_open", half_open)] {
+        head.draw(&Rectangle::new(
+            [(x, 45), (x + 22, 61)],
+            color.mix(0.25).filled(),
+        ))?;
+        head.draw(&Text::new(
+            label,
+            (x + 28, 45),
+            ("sans-serif", 16).into_font(),
+        ))?;
+        x += 110;
+    }
+    for (label, color, width) in [
+        ("failure rate (window)", failure_color, 200),
+        ("slow rate (window, search_api)", slow_color, 270),
+        ("share of calls admitted", admitted_color, 0),
+    ] {
+        head.draw(&PathElement::new(
+            vec![(x, 53), (x + 26, 53)],
+            color.stroke_width(3),
+        ))?;
+        head.draw(&Text::new(
+            label,
+            (x + 32, 45),
+            ("sans-serif", 16).into_font(),
+        ))?;
+        x += width;
+    }
+
+    let panels = body.split_evenly((names.len(), 1));
+    for (i, (panel, name)) in panels.iter().zip(names).enumerate() {
+        let mut chart = ChartBuilder::on(panel)
+            .margin_left(20)
+            .margin_right(30)
+            .margin_top(8)
+            .margin_bottom(8)
+            .caption(*name, ("sans-serif", 20))
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..t, 0f64..112f64)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_labels(6)
+            .y_max_light_lines(0)
+            .y_label_formatter(&|v| format!("{v:.0}%"))
+            .x_label_formatter(&|v| format!("{v:.0}s"))
+            .x_desc(if i + 1 == names.len() { "time" } else { "" })
+            .light_line_style(WHITE)
+            .draw()?;
+
+        // State bands from the exact transition times.
+        let mut bands = Vec::new();
+        let (mut from, mut state) = (0.0, State::Closed);
+        for tr in transitions.iter().filter(|tr| tr.circuit == *name) {
+            let at = tr.at.as_secs_f64().min(t);
+            bands.push((from, at, state));
+            (from, state) = (at, tr.to);
+        }
+        bands.push((from, t, state));
+        chart.draw_series(bands.iter().filter(|(a, b, _)| b > a).map(|&(a, b, s)| {
+            Rectangle::new([(a, 0.0), (b, 100.0)], band(s).mix(0.22).filled())
+        }))?;
+
+        // Phase boundaries and names.
+        let mut from = 0.0;
+        for (phase, end) in Phase::ALL {
+            if from > 0.0 {
+                chart.draw_series(DashedLineSeries::new(
+                    [(from * t, 0.0), (from * t, 112.0)],
+                    4,
+                    4,
+                    BLACK.mix(0.5).stroke_width(1),
+                ))?;
+            }
+            chart.draw_series(std::iter::once(Text::new(
+                phase.name(),
+                (from * t + t * 0.005, 111.0),
+                ("sans-serif", 15).into_font().color(&BLACK.mix(0.7)),
+            )))?;
+            from = end;
+        }
+
+        // Lines have gaps where there is nothing to show (an empty window right after a
+        // transition or while open; no calls offered).
+        let series = &samples[i];
+        let lines: [(Field, ShapeStyle); 3] = [
+            (|s| s.failure_rate, failure_color.stroke_width(2)),
+            (|s| s.admitted, admitted_color.stroke_width(2)),
+            // Last, so that its short stretches show over the admitted share's 100 %.
+            (|s| s.slow_rate, slow_color.stroke_width(3)),
+        ];
+        for (value, style) in lines {
+            let mut run: Vec<(f64, f64)> = Vec::new();
+            for s in series.iter().filter(|s| s.at <= t) {
+                match value(s) {
+                    Some(v) => run.push((s.at, v * 100.0)),
+                    None if !run.is_empty() => {
+                        chart.draw_series(LineSeries::new(std::mem::take(&mut run), style))?;
+                    }
+                    None => {}
+                }
+            }
+            if !run.is_empty() {
+                chart.draw_series(LineSeries::new(run, style))?;
+            }
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Ends the run early on Ctrl-C (SIGINT), through tokio's signal handling.
+pub fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
+    let _ = thread::Builder::new().name("ctrl-c".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+}

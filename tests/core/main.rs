@@ -1,0 +1,14 @@
+//! The core: the state machine, the components, the sync and async faces, listener dispatch
+//! and `LogListener`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod async_breaker;
+mod components;
+mod concurrency;
+mod listener_dispatch;
+mod log_listener;
+mod model;
+mod state_machine;
+mod window_model;

@@ -1,0 +1,15 @@
+//! The Prometheus integration: the three backends, the server, the axum route, promtool
+//! and a real Prometheus scraping it.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod axum_route;
+mod breaker;
+mod client_backend;
+mod e2e;
+mod hostile;
+mod listener;
+mod metrics_backend;
+mod promtool;
+mod server;

@@ -1,0 +1,7 @@
+//! The Slack listeners, against a scripted Slack server (feature `slack`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod breaker;
+mod listener;
