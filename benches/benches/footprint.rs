@@ -161,7 +161,7 @@ fn exposition(c: &mut Criterion) {
     let breakers: Vec<_> = (0..CIRCUITS)
         .map(|i| {
             fluxgate::CircuitBreaker::builder(&format!("tenant_{i:05}"))
-                .listener_arc(listener.clone())
+                .listener(listener.clone())
                 .build()
                 .unwrap()
         })

@@ -369,7 +369,7 @@ fn breakers(
         .retry(Cooldown::new(secs(1.0 / 20.0)))
         .permit(RampUp::new(0.1, 1.0, secs(1.0 / 6.0)))
         .listener(prometheus.clone())
-        .listener_arc(listener.clone())
+        .listener(listener.clone())
         .build()?;
 
     // Consecutive failures only; backoff doubles the wait at every failed recovery.
@@ -383,7 +383,7 @@ fn breakers(
         )
         .permit(Random::new(0.5))
         .listener(prometheus.clone())
-        .listener_arc(listener.clone())
+        .listener(listener.clone())
         .build()?;
 
     // Latency: the share of slow calls over the last seconds, or failures.
@@ -394,7 +394,7 @@ fn breakers(
         .retry(Cooldown::new(secs(1.0 / 15.0)).jitter(0.2))
         .permit(RampUp::new(0.2, 1.0, secs(1.0 / 10.0)))
         .listener(prometheus)
-        .listener_arc(listener)
+        .listener(listener)
         .build()?;
 
     let fmt_s = |d: Duration| format!("{:.2}s", d.as_secs_f64());

@@ -132,11 +132,11 @@ impl Listener for Counting {
 fn l5_one_listener_serves_many_breakers() {
     let shared = Arc::new(Counting::default());
     let payment = CircuitBreaker::builder("payment_api")
-        .listener_arc(shared.clone())
+        .listener(shared.clone())
         .build()
         .unwrap();
     let inventory = CircuitBreaker::builder("inventory_api")
-        .listener_arc(shared.clone())
+        .listener(shared.clone())
         .build()
         .unwrap();
     payment.force_open();

@@ -64,21 +64,8 @@ impl Builder<AsyncCircuitBreaker> {
     ///     .unwrap();
     /// cb.force_open();
     /// ```
-    pub fn async_listener(self, listener: impl AsyncListener) -> Self {
-        self.async_listener_arc(Arc::new(listener))
-    }
-
-    /// Adds a shared async listener.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use fluxgate_core::{AsyncCircuitBreaker, Signal, listeners::AsyncListener};
-    /// let l: Arc<dyn AsyncListener> = Arc::new(|s: Signal| async move { drop(s) });
-    /// let cb = AsyncCircuitBreaker::builder("a").async_listener_arc(l).build().unwrap();
-    /// # drop(cb);
-    /// ```
-    pub fn async_listener_arc(mut self, listener: Arc<dyn AsyncListener>) -> Self {
-        self.async_listeners.push(listener);
+    pub fn async_listener(mut self, listener: impl AsyncListener) -> Self {
+        self.async_listeners.push(Arc::new(listener));
         self
     }
 

@@ -147,27 +147,15 @@ impl<F: Face> Builder<F> {
         self
     }
 
-    /// Adds a listener (L-2); listeners run in registration order.
+    /// Adds a listener (L-2); listeners run in registration order. A listener shared by
+    /// several breakers is passed as an `Arc` (`Arc<L>` and `Box<dyn Listener>` are
+    /// listeners too).
     ///
     /// ```
     /// let _ = fluxgate_core::CircuitBreaker::builder("x").listener(|s: &fluxgate_core::Signal| println!("{}", s.new_state));
     /// ```
-    pub fn listener(self, listener: impl Listener) -> Self {
-        self.listener_arc(Arc::new(listener))
-    }
-
-    /// Adds a shared listener.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use fluxgate_core::listeners::Listener;
-    /// let l: Arc<dyn Listener> = Arc::new(|s: &fluxgate_core::Signal| println!("{}", s.new_state));
-    /// let a = fluxgate_core::CircuitBreaker::builder("a").listener_arc(l.clone()).build().unwrap();
-    /// let b = fluxgate_core::CircuitBreaker::builder("b").listener_arc(l).build().unwrap();
-    /// # let _ = (a, b);
-    /// ```
-    pub fn listener_arc(mut self, listener: Arc<dyn Listener>) -> Self {
-        self.listeners.push(listener);
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners.push(Arc::new(listener));
         self
     }
 

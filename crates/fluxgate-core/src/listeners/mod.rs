@@ -95,9 +95,80 @@ pub trait Listener: Send + Sync + 'static {
         let _ = (circuit_name, state);
     }
 
+    /// Called once when a breaker this listener was attached to is retired: removed from
+    /// a registry, evicted from a keyed breaker, or dropped by a live reconfiguration.
+    /// Listeners that keep per-circuit state (metric series, chat threads) forget it here,
+    /// so that the number of circuits they track stays bounded. The default does nothing.
+    ///
+    /// ```
+    /// use fluxgate_core::listeners::{Listener, ListenerError};
+    /// use fluxgate_core::Signal;
+    /// struct Forgetful;
+    /// impl Listener for Forgetful {
+    ///     fn on_signal(&self, _: &Signal) -> Result<(), ListenerError> { Ok(()) }
+    ///     fn on_detach(&self, circuit_name: &str) { println!("{circuit_name} retired") }
+    /// }
+    /// Forgetful.on_detach("payment_api");
+    /// ```
+    fn on_detach(&self, circuit_name: &str) {
+        let _ = circuit_name;
+    }
+
     /// A name for log messages about this listener; the type name by default.
     fn name(&self) -> &str {
         std::any::type_name::<Self>()
+    }
+}
+
+/// A shared listener is a listener: one `Arc` can be registered with many breakers.
+///
+/// ```
+/// use std::sync::Arc;
+/// use fluxgate_core::{CircuitBreaker, listeners::log::LogListener};
+/// let log = Arc::new(LogListener::new());
+/// let a = CircuitBreaker::builder("a").listener(log.clone()).build().unwrap();
+/// let b = CircuitBreaker::builder("b").listener(log).build().unwrap();
+/// # let _ = (a, b);
+/// ```
+impl<L: Listener + ?Sized> Listener for std::sync::Arc<L> {
+    fn on_signal(&self, signal: &Signal) -> Result<(), ListenerError> {
+        (**self).on_signal(signal)
+    }
+    fn on_attach(&self, circuit_name: &str, state: State) {
+        (**self).on_attach(circuit_name, state)
+    }
+    fn on_detach(&self, circuit_name: &str) {
+        (**self).on_detach(circuit_name)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+/// A boxed listener is a listener (for lists of listeners chosen at run time).
+///
+/// ```
+/// use fluxgate_core::{CircuitBreaker, Signal, listeners::{Listener, log::LogListener}};
+/// let chosen: Box<dyn Listener> = if cfg!(debug_assertions) {
+///     Box::new(LogListener::new())
+/// } else {
+///     Box::new(|s: &Signal| println!("{}", s.new_state))
+/// };
+/// let cb = CircuitBreaker::builder("a").listener(chosen).build().unwrap();
+/// # let _ = cb;
+/// ```
+impl Listener for Box<dyn Listener> {
+    fn on_signal(&self, signal: &Signal) -> Result<(), ListenerError> {
+        (**self).on_signal(signal)
+    }
+    fn on_attach(&self, circuit_name: &str, state: State) {
+        (**self).on_attach(circuit_name, state)
+    }
+    fn on_detach(&self, circuit_name: &str) {
+        (**self).on_detach(circuit_name)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
     }
 }
 
@@ -146,9 +217,54 @@ pub trait AsyncListener: Send + Sync + 'static {
         let _ = (circuit_name, state);
     }
 
+    /// Called once when a breaker is retired (see [`Listener::on_detach`]).
+    fn on_detach(&self, circuit_name: &str) {
+        let _ = circuit_name;
+    }
+
     /// A name for log messages about this listener; the type name by default.
     fn name(&self) -> &str {
         std::any::type_name::<Self>()
+    }
+}
+
+/// A shared async listener is an async listener.
+///
+/// ```
+/// use std::sync::Arc;
+/// use fluxgate_core::{AsyncCircuitBreaker, listeners::log::LogListener};
+/// let log = Arc::new(LogListener::new());
+/// let cb = AsyncCircuitBreaker::builder("a").async_listener(log).build().unwrap();
+/// # drop(cb);
+/// ```
+impl<L: AsyncListener + ?Sized> AsyncListener for std::sync::Arc<L> {
+    fn on_signal(&self, signal: Signal) -> ListenerFuture {
+        (**self).on_signal(signal)
+    }
+    fn on_attach(&self, circuit_name: &str, state: State) {
+        (**self).on_attach(circuit_name, state)
+    }
+    fn on_detach(&self, circuit_name: &str) {
+        (**self).on_detach(circuit_name)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+/// A boxed async listener is an async listener.
+impl AsyncListener for Box<dyn AsyncListener> {
+    fn on_signal(&self, signal: Signal) -> ListenerFuture {
+        (**self).on_signal(signal)
+    }
+    fn on_attach(&self, circuit_name: &str, state: State) {
+        (**self).on_attach(circuit_name, state)
+    }
+    fn on_detach(&self, circuit_name: &str) {
+        (**self).on_detach(circuit_name)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
     }
 }
 
