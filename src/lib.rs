@@ -52,12 +52,13 @@
 //! | `prometheus-client`, `metrics` | the same series through those crates |
 //! | `slack` | `listeners::slack::{SlackListener, AsyncSlackListener}` |
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
+//! | `anyhow` | `call_any` sees the error inside an `anyhow::Error` |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use fluxgate_core::{
     AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Info,
-    MAX_SLOW_THRESHOLDS, Metric, Outcome, Record, Signal, State, Ticket,
+    MAX_SLOW_THRESHOLDS, Metric, Opaque, Outcome, Record, Signal, State, Ticket,
 };
 pub use fluxgate_core::{clock, interfaces, permits, retries, trackers, trippers, windows};
 

@@ -7,6 +7,7 @@ mod support;
 mod async_breaker;
 mod components;
 mod concurrency;
+mod extension;
 mod listener_dispatch;
 mod log_listener;
 mod model;

@@ -181,4 +181,33 @@ impl AsyncCircuitBreaker {
             Err(e) => fallback(e).await,
         }
     }
+
+    /// Like [`call`](Self::call), for futures whose error is not a `std::error::Error`
+    /// (`anyhow::Error`, `Box<dyn Error + Send + Sync>`, `String`, any type); trackers see
+    /// it as [`CircuitBreaker::call_any`](crate::CircuitBreaker::call_any) describes.
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # rt.block_on(async {
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    /// let cb = fluxgate_core::AsyncCircuitBreaker::builder("api").build().unwrap();
+    /// let r = cb.call_any(|| async { Err::<(), BoxError>("reset".into()) }).await;
+    /// assert!(r.is_err());
+    /// assert_eq!(cb.info().metric.failure_count, 1);
+    /// # });
+    /// ```
+    pub async fn call_any<T, E, F, Fut>(&self, f: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: 'static,
+    {
+        let ticket = self.admit().map_err(Error::Rejected)?;
+        let result = f().await;
+        match &result {
+            Ok(_) => ticket.success(),
+            Err(e) => ticket.error_any(e),
+        }
+        result.map_err(Error::Inner)
+    }
 }

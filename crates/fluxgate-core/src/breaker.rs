@@ -319,4 +319,40 @@ impl CircuitBreaker {
     {
         self.call(f).or_else(fallback)
     }
+
+    /// Like [`call`](Self::call), for closures whose error is not a `std::error::Error`:
+    /// `anyhow::Error`, `Box<dyn Error + Send + Sync>` (tower's `BoxError`), `String`, any
+    /// type. Trackers see the error inside a `Box<dyn Error…>`, an `Arc<dyn Error…>` or
+    /// (feature `anyhow`) an `anyhow::Error`, so `TypeOf` and `Custom` work as with
+    /// `call`; any other type is seen as an [`Opaque`](crate::Opaque) (counted by the
+    /// default tracker `All`). The caller gets its error back unchanged.
+    ///
+    /// `call` keeps the `E: Error` bound because Rust's coherence rules do not let one
+    /// method accept both every `E: Error` and `Box<dyn Error>` or `anyhow::Error`, which
+    /// do not implement `Error`.
+    ///
+    /// ```
+    /// use fluxgate_core::{CircuitBreaker, Error, State, trippers::FailureStreak};
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    ///
+    /// let cb = CircuitBreaker::builder("api").tripper(FailureStreak::new(2)).build().unwrap();
+    /// let r = cb.call_any(|| Err::<u32, BoxError>("connection reset".into()));
+    /// assert!(matches!(r, Err(Error::Inner(e)) if e.to_string() == "connection reset"));
+    /// let _ = cb.call_any(|| Err::<u32, String>("timeout".to_string()));
+    /// assert_eq!(cb.state(), State::Open);
+    /// ```
+    #[inline]
+    pub fn call_any<T, E, F>(&self, f: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Result<T, E>,
+        E: 'static,
+    {
+        let ticket = self.admit().map_err(Error::Rejected)?;
+        let result = f();
+        match &result {
+            Ok(_) => ticket.success(),
+            Err(e) => ticket.error_any(e),
+        }
+        result.map_err(Error::Inner)
+    }
 }

@@ -91,6 +91,87 @@ impl<E> From<CallNotPermitted> for Error<E> {
     }
 }
 
+/// How trackers see an error, given to [`call_any`](crate::CircuitBreaker::call_any), that
+/// is not a `std::error::Error` (a `String`, a user's `Display` enum): only its type name.
+/// Trackers that track everything (`All`, the default) count it as a failure; to judge
+/// such errors by value, use the [`Ticket`](crate::Ticket) API or `call_classified`.
+///
+/// ```
+/// use fluxgate_core::{CircuitBreaker, Opaque};
+/// let cb = CircuitBreaker::builder("x")
+///     .tracker(|e: &(dyn std::error::Error + 'static)| {
+///         e.downcast_ref::<Opaque>().is_none_or(|o| !o.type_name().contains("String"))
+///     })
+///     .build()
+///     .unwrap();
+/// let _ = cb.call_any(|| Err::<(), String>("not found".into()));
+/// assert_eq!(cb.info().metric.failure_count, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opaque {
+    type_name: &'static str,
+}
+
+impl Opaque {
+    /// The Rust type name of the error (as `std::any::type_name` gives it).
+    ///
+    /// ```
+    /// # let cb = fluxgate_core::CircuitBreaker::builder("x")
+    /// #     .tracker(|e: &(dyn std::error::Error + 'static)| {
+    /// #         assert!(e.downcast_ref::<fluxgate_core::Opaque>().unwrap().type_name().ends_with("String"));
+    /// #         true
+    /// #     })
+    /// #     .build().unwrap();
+    /// # let _ = cb.call_any(|| Err::<(), String>("x".into()));
+    /// ```
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl fmt::Display for Opaque {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an error of type {}", self.type_name)
+    }
+}
+
+impl std::error::Error for Opaque {}
+
+/// Calls `judge` with the `std::error::Error` that trackers see for `error`: the error
+/// itself behind `Box<dyn Error…>`, `Arc<dyn Error…>` and (feature `anyhow`)
+/// `anyhow::Error`, so that `TypeOf` and `Custom` find the real type and its `source()`
+/// chain; an [`Opaque`] for any other type.
+pub(crate) fn view<E, R>(
+    error: &E,
+    judge: impl FnOnce(&(dyn std::error::Error + 'static)) -> R,
+) -> R
+where
+    E: 'static,
+{
+    use std::error::Error as StdError;
+    let any: &dyn std::any::Any = error;
+    if let Some(e) = any.downcast_ref::<Box<dyn StdError + Send + Sync>>() {
+        return judge(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn StdError + Send>>() {
+        return judge(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<Box<dyn StdError>>() {
+        return judge(&**e);
+    }
+    if let Some(e) = any.downcast_ref::<Arc<dyn StdError + Send + Sync>>() {
+        return judge(&**e);
+    }
+    #[cfg(feature = "anyhow")]
+    if let Some(e) = any.downcast_ref::<anyhow::Error>() {
+        let e: &(dyn StdError + Send + Sync + 'static) = e.as_ref();
+        return judge(e);
+    }
+    judge(&Opaque {
+        type_name: std::any::type_name::<E>(),
+    })
+}
+
 /// The breaker refused a call (CF-1, CF-2).
 ///
 /// ```

@@ -49,6 +49,7 @@
 //! | `tokio` | async listeners spawned on tokio |
 //! | `tower` | `tower::CircuitBreakerLayer` |
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
+//! | `anyhow` | `call_any` sees the error inside an `anyhow::Error` |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -79,7 +80,7 @@ pub use crate::async_breaker::AsyncCircuitBreaker;
 pub use crate::breaker::CircuitBreaker;
 pub use crate::builder::Builder;
 pub use crate::core::{Info, Outcome, Ticket};
-pub use crate::error::{CallNotPermitted, ConfigError, Error, Escaped, escaped};
+pub use crate::error::{CallNotPermitted, ConfigError, Error, Escaped, Opaque, escaped};
 pub use crate::metric::{MAX_SLOW_THRESHOLDS, Metric, Record};
 pub use crate::signal::Signal;
 pub use crate::state::State;

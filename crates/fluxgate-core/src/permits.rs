@@ -37,6 +37,27 @@ pub trait Permit: Send + Sync + 'static {
     }
 }
 
+/// Any `Fn(Duration) -> bool` is a permit: it gets the time since the circuit entered
+/// `half_open`.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::CircuitBreaker;
+/// let cb = CircuitBreaker::builder("x")
+///     .permit(|since: Duration| since >= Duration::from_secs(1))
+///     .build()
+///     .unwrap();
+/// # let _ = cb;
+/// ```
+impl<F> Permit for F
+where
+    F: Fn(Duration) -> bool + Send + Sync + 'static,
+{
+    fn permit(&self, since_half_open: Duration) -> bool {
+        self(since_half_open)
+    }
+}
+
 /// Admits every call (P-1).
 ///
 /// ```

@@ -111,6 +111,27 @@ pub trait Retry: Send + Sync + 'static {
     }
 }
 
+/// Any `Fn(&RetryContext) -> Option<Duration>` is a retry policy: it returns the total
+/// wait after opening (`None`: never probe).
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::{CircuitBreaker, retries::RetryContext};
+/// let cb = CircuitBreaker::builder("x")
+///     .retry(|ctx: &RetryContext| Some(Duration::from_secs(5) * (ctx.reopens + 1)))
+///     .build()
+///     .unwrap();
+/// # let _ = cb;
+/// ```
+impl<F> Retry for F
+where
+    F: Fn(&RetryContext) -> Option<Duration> + Send + Sync + 'static,
+{
+    fn wait(&self, ctx: &RetryContext) -> Option<Duration> {
+        self(ctx)
+    }
+}
+
 /// Always lets a probe through (RT-1).
 ///
 /// ```

@@ -15,6 +15,9 @@
 //! assert!(t.track(&io::Error::other("reset")));
 //! assert!(!t.track(&io::Error::from(io::ErrorKind::NotFound)));
 //! ```
+//!
+//! Any `Fn(&(dyn Error + 'static)) -> bool` closure is a tracker too; [`from_fn`] and
+//! [`TrackerExt`] let a closure (or a user's type) start an expression.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -33,11 +36,101 @@ pub trait Tracker: Send + Sync + 'static {
     fn track(&self, error: &(dyn StdError + 'static)) -> bool;
 }
 
-impl<T: Tracker + ?Sized> Tracker for Box<T> {
+/// Any `Fn(&(dyn Error + 'static)) -> bool` is a tracker.
+///
+/// ```
+/// use fluxgate_core::CircuitBreaker;
+/// let cb = CircuitBreaker::builder("x")
+///     .tracker(|e: &(dyn std::error::Error + 'static)| !e.to_string().contains("404"))
+///     .build()
+///     .unwrap();
+/// # let _ = cb;
+/// ```
+impl<F> Tracker for F
+where
+    F: Fn(&(dyn StdError + 'static)) -> bool + Send + Sync + 'static,
+{
+    fn track(&self, error: &(dyn StdError + 'static)) -> bool {
+        self(error)
+    }
+}
+
+/// A boxed tracker is a tracker (for rules chosen at run time).
+impl Tracker for Box<dyn Tracker> {
     fn track(&self, error: &(dyn StdError + 'static)) -> bool {
         (**self).track(error)
     }
 }
+
+/// A shared tracker is a tracker.
+impl<T: Tracker + ?Sized> Tracker for std::sync::Arc<T> {
+    fn track(&self, error: &(dyn StdError + 'static)) -> bool {
+        (**self).track(error)
+    }
+}
+
+/// A closure wrapped so that it can start an expression with `&`, `|` and `!`.
+///
+/// ```
+/// use std::io;
+/// use fluxgate_core::trackers::{from_fn, Tracker, TypeOf};
+/// let t = !from_fn(|e| e.to_string().contains("404")) & TypeOf::<io::Error>::new();
+/// assert!(t.track(&io::Error::other("503")));
+/// assert!(!t.track(&io::Error::other("404")));
+/// ```
+pub fn from_fn<F>(rule: F) -> FromFn<F>
+where
+    F: Fn(&(dyn StdError + 'static)) -> bool + Send + Sync + 'static,
+{
+    FromFn(rule)
+}
+
+/// A tracker made by [`from_fn`]; it has the operators of the built-ins.
+#[derive(Clone, Copy)]
+pub struct FromFn<F>(F);
+
+impl<F> fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FromFn")
+    }
+}
+
+impl<F> Tracker for FromFn<F>
+where
+    F: Fn(&(dyn StdError + 'static)) -> bool + Send + Sync + 'static,
+{
+    fn track(&self, error: &(dyn StdError + 'static)) -> bool {
+        (self.0)(error)
+    }
+}
+
+/// `and`, `or` and `not` for every tracker, for types the operators cannot be
+/// implemented on (closures, a user's types).
+///
+/// ```
+/// use std::io;
+/// use fluxgate_core::trackers::{Tracker, TrackerExt, TypeOf};
+/// let not_found = |e: &(dyn std::error::Error + 'static)| e.to_string().contains("404");
+/// let t = not_found.not().and(TypeOf::<io::Error>::new());
+/// assert!(t.track(&io::Error::other("503")));
+/// ```
+pub trait TrackerExt: Tracker + Sized {
+    /// `self & other`: both track.
+    fn and<B: Tracker>(self, other: B) -> And<Self, B> {
+        And(self, other)
+    }
+    /// `self | other`: either tracks.
+    fn or<B: Tracker>(self, other: B) -> Or<Self, B> {
+        Or(self, other)
+    }
+    /// `!self`: the opposite.
+    #[allow(clippy::should_implement_trait)]
+    fn not(self) -> NotTracker<Self> {
+        NotTracker(self)
+    }
+}
+
+impl<T: Tracker> TrackerExt for T {}
 
 /// Tracks every error.
 ///
@@ -222,4 +315,5 @@ tracker_ops!(
     [A: Tracker, B: Tracker,] And<A, B>,
     [A: Tracker, B: Tracker,] Or<A, B>,
     [A: Tracker,] NotTracker<A>,
+    [F: Fn(&(dyn StdError + 'static)) -> bool + Send + Sync + 'static,] FromFn<F>,
 );

@@ -17,8 +17,36 @@
 //!
 //! The breaker asks its tripper only in `closed` (true → open) and `half_open` (after a
 //! success: false → closed; after a failure: true → open).
+//!
+//! # Your own rules
+//!
+//! Any `Fn(&TripContext<'_>) -> bool` closure is a tripper, and a user's type implements
+//! [`Tripper`] like the built-ins do. Built-ins combine with anything on their right
+//! (`FailureStreak::new(5) | my_rule`); to start an expression with a closure (a foreign
+//! type, so no operator can be implemented for it), wrap it with [`from_fn`] or use the
+//! [`TripperExt`] methods `and`, `or` and `not`, which every tripper has:
+//!
+//! ```
+//! use fluxgate_core::trippers::{from_fn, FailureRate, MinRequests, TripContext, Tripper, TripperExt};
+//! use fluxgate_core::{Metric, State};
+//! use std::time::Duration;
+//!
+//! let many_in_a_row = |ctx: &TripContext<'_>| ctx.consecutive_failures >= 3;
+//! let a = from_fn(many_in_a_row) | (MinRequests::new(20) & FailureRate::new(0.5));
+//! let b = many_in_a_row.or(MinRequests::new(20).and(FailureRate::new(0.5)));
+//! let m = Metric::new(4, 0, Duration::ZERO, &[]);
+//! let ctx = TripContext::new(&m, State::Closed, 3);
+//! assert!(a.trip(&ctx) && b.trip(&ctx));
+//! assert!(!(!from_fn(many_in_a_row)).trip(&ctx));
+//! ```
+//!
+//! A closure cannot declare latency thresholds: a closure that reads
+//! `metric.avg_duration()` needs `measure_durations(true)` on the builder, or a latency rule
+//! (`AvgLatency`, `SlowRate`) elsewhere in the expression.
 
-use std::ops::{BitAnd, BitOr};
+use std::fmt;
+use std::ops::{BitAnd, BitOr, Not};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{ConfigError, Metric, State};
@@ -355,6 +383,117 @@ impl Tripper for FailureStreak {
     }
 }
 
+/// Any `Fn(&TripContext<'_>) -> bool` is a tripper.
+///
+/// ```
+/// use fluxgate_core::{CircuitBreaker, trippers::TripContext};
+/// let cb = CircuitBreaker::builder("x")
+///     .tripper(|ctx: &TripContext<'_>| ctx.consecutive_failures >= 2)
+///     .build()
+///     .unwrap();
+/// # let _ = cb;
+/// ```
+impl<F> Tripper for F
+where
+    F: Fn(&TripContext<'_>) -> bool + Send + Sync + 'static,
+{
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        self(ctx)
+    }
+}
+
+macro_rules! forward_tripper {
+    ($(#[$m:meta])* [$($g:tt)*] $t:ty) => {
+        $(#[$m])*
+        impl<$($g)*> Tripper for $t {
+            fn trip(&self, ctx: &TripContext<'_>) -> bool {
+                (**self).trip(ctx)
+            }
+            fn validate(&self) -> Result<(), ConfigError> {
+                (**self).validate()
+            }
+            fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+                (**self).slow_thresholds(out)
+            }
+            fn needs_durations(&self) -> bool {
+                (**self).needs_durations()
+            }
+        }
+    };
+}
+forward_tripper!(
+    /// A shared tripper is a tripper.
+    [T: Tripper + ?Sized] Arc<T>
+);
+forward_tripper!(
+    /// A boxed tripper is a tripper (for rules chosen at run time).
+    [] Box<dyn Tripper>
+);
+
+/// A closure (or any tripper) wrapped so that it can start an expression with `&`, `|`
+/// and `!`: `from_fn(|ctx| …) & FailureRate::new(0.5)`.
+///
+/// ```
+/// use fluxgate_core::trippers::{from_fn, FailureRate, TripContext};
+/// let t = from_fn(|ctx: &TripContext<'_>| ctx.metric.total_count >= 10) & FailureRate::new(0.5);
+/// # let _ = t;
+/// ```
+pub fn from_fn<F>(rule: F) -> FromFn<F>
+where
+    F: Fn(&TripContext<'_>) -> bool + Send + Sync + 'static,
+{
+    FromFn(rule)
+}
+
+/// A tripper made by [`from_fn`]; it has the operators of the built-ins.
+#[derive(Clone, Copy)]
+pub struct FromFn<F>(F);
+
+impl<F> fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FromFn")
+    }
+}
+
+impl<F> Tripper for FromFn<F>
+where
+    F: Fn(&TripContext<'_>) -> bool + Send + Sync + 'static,
+{
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        (self.0)(ctx)
+    }
+}
+
+/// `and`, `or` and `not` for every tripper: what the operators do, for types the
+/// operators cannot be implemented on (closures, and a user's types that do not implement
+/// them).
+///
+/// ```
+/// use fluxgate_core::trippers::{FailureRate, TripContext, Tripper, TripperExt};
+/// use fluxgate_core::{Metric, State};
+/// let rule = (|ctx: &TripContext<'_>| ctx.metric.total_count >= 2).and(FailureRate::new(0.5));
+/// let m = Metric::new(2, 1, std::time::Duration::ZERO, &[]);
+/// assert!(rule.trip(&TripContext::new(&m, State::Closed, 0)));
+/// assert!(!rule.not().trip(&TripContext::new(&m, State::Closed, 0)));
+/// ```
+pub trait TripperExt: Tripper + Sized {
+    /// `self & other`: both hold (short-circuits left to right).
+    fn and<B: Tripper>(self, other: B) -> And<Self, B> {
+        And(self, other)
+    }
+    /// `self | other`: either holds (short-circuits left to right).
+    fn or<B: Tripper>(self, other: B) -> Or<Self, B> {
+        Or(self, other)
+    }
+    /// `!self`: the opposite.
+    #[allow(clippy::should_implement_trait)]
+    fn not(self) -> NotTripper<Self> {
+        NotTripper(self)
+    }
+}
+
+impl<T: Tripper> TripperExt for T {}
+
 /// `a & b` (short-circuits left to right).
 #[derive(Debug, Clone, Copy)]
 pub struct And<A, B>(pub A, pub B);
@@ -386,6 +525,31 @@ macro_rules! combinator {
 combinator!(And, &&);
 combinator!(Or, ||);
 
+/// `!a`: holds when `a` does not; `!!a` behaves as `a`. Durations and slow thresholds
+/// are those of `a`.
+///
+/// ```
+/// use fluxgate_core::{Metric, State, trippers::{Closed, TripContext, Tripper}};
+/// assert!((!Closed).trip(&TripContext::new(&Metric::default(), State::HalfOpen, 0)));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct NotTripper<A>(pub A);
+
+impl<A: Tripper> Tripper for NotTripper<A> {
+    fn trip(&self, ctx: &TripContext<'_>) -> bool {
+        !self.0.trip(ctx)
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.0.validate()
+    }
+    fn slow_thresholds(&self, out: &mut Vec<Duration>) {
+        self.0.slow_thresholds(out)
+    }
+    fn needs_durations(&self) -> bool {
+        self.0.needs_durations()
+    }
+}
+
 macro_rules! tripper_ops {
     ($([$($g:tt)*] $t:ty),* $(,)?) => {$(
         impl<$($g)* Rhs: Tripper> BitAnd<Rhs> for $t {
@@ -395,6 +559,10 @@ macro_rules! tripper_ops {
         impl<$($g)* Rhs: Tripper> BitOr<Rhs> for $t {
             type Output = Or<Self, Rhs>;
             fn bitor(self, rhs: Rhs) -> Self::Output { Or(self, rhs) }
+        }
+        impl<$($g)*> Not for $t {
+            type Output = NotTripper<Self>;
+            fn not(self) -> Self::Output { NotTripper(self) }
         }
     )*};
 }
@@ -409,4 +577,6 @@ tripper_ops!(
     [] FailureStreak,
     [A: Tripper, B: Tripper,] And<A, B>,
     [A: Tripper, B: Tripper,] Or<A, B>,
+    [A: Tripper,] NotTripper<A>,
+    [F: Fn(&TripContext<'_>) -> bool + Send + Sync + 'static,] FromFn<F>,
 );

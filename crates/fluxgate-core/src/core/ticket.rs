@@ -140,6 +140,26 @@ impl<'a> Ticket<'a> {
         };
         self.record(outcome)
     }
+
+    /// Records an error of any type: as [`error`](Self::error) for the error inside a
+    /// `Box<dyn Error…>`, an `Arc<dyn Error…>` or (feature `anyhow`) an `anyhow::Error`;
+    /// other types are judged by the tracker as an [`Opaque`](crate::Opaque).
+    ///
+    /// ```
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
+    /// let e: Box<dyn std::error::Error + Send + Sync> = "timed out".into();
+    /// cb.admit().unwrap().error_any(&e);
+    /// assert_eq!(cb.info().metric.failure_count, 1);
+    /// ```
+    #[inline]
+    pub fn error_any<E: 'static>(self, error: &E) {
+        let tracked = crate::error::view(error, |e| self.core.tracks(e));
+        self.record(if tracked {
+            Outcome::Failure
+        } else {
+            Outcome::Ignored
+        })
+    }
 }
 
 impl Drop for Ticket<'_> {
