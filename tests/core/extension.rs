@@ -344,3 +344,25 @@ fn cf1_async_call_any_records_like_the_sync_one() {
         assert_eq!((m.failure_count, m.total_count), (1, 2));
     });
 }
+
+#[test]
+fn sm4_a_tripper_that_is_not_stateless_is_asked_after_every_success() {
+    // Successes into a full window of successes change nothing, so a stateless tripper is
+    // not asked again; a closure may depend on more than its context, so it always is.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let cb = CircuitBreaker::builder("asked")
+        .window(fluxgate::windows::CountWindow::new(10))
+        .tripper(move |_: &TripContext<'_>| {
+            count.fetch_add(1, Ordering::SeqCst);
+            false
+        })
+        .build()
+        .unwrap();
+    for _ in 0..300 {
+        cb.call(|| Ok::<_, io::Error>(())).unwrap();
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 300);
+    assert!(!trippers::from_fn(|_: &TripContext<'_>| false).stateless());
+    assert!((MinRequests::new(1) & !FailureRate::new(0.5) | FailureStreak::new(2)).stateless());
+}

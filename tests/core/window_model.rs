@@ -77,7 +77,12 @@ proptest! {
             match *op {
                 Op::Record(failure, ms, _) => {
                     let r = Record { failure, duration: Duration::from_millis(ms) };
-                    w.record(generation, 0, r);
+                    let before = w.metric(generation, 0);
+                    // `record_changed` may say "unchanged" only when the aggregate is.
+                    let changed = w.record_changed(generation, 0, r);
+                    if !changed {
+                        prop_assert_eq!(w.metric(generation, 0), before, "step {} claimed unchanged", step);
+                    }
                     if list.len() == size {
                         list.pop_front();
                     }

@@ -16,7 +16,7 @@ use crate::permits::{Permit, RampUp};
 use crate::retries::{Cooldown, Retry};
 use crate::trackers::{self, Tracker};
 use crate::trippers::{FailureRate, MinRequests, Tripper};
-use crate::windows::{CountWindow, Window};
+use crate::windows::{AnyWindow, CountWindow, Window};
 use crate::{CircuitBreaker, ConfigError, State};
 
 /// Configures a breaker; every component has a default (D-1).
@@ -48,7 +48,7 @@ use crate::{CircuitBreaker, ConfigError, State};
 #[must_use = "a builder does nothing until build() is called"]
 pub struct Builder<F = CircuitBreaker> {
     name: Arc<str>,
-    window: Box<dyn Window>,
+    window: AnyWindow,
     tracker: Box<dyn Tracker>,
     tripper: Box<dyn Tripper>,
     retry: Box<dyn Retry>,
@@ -82,7 +82,7 @@ impl<F: Face> Builder<F> {
     pub(crate) fn new(name: &str) -> Self {
         Builder {
             name: Arc::from(name),
-            window: Box::new(CountWindow::new(100)),
+            window: AnyWindow::Count(CountWindow::new(100)),
             tracker: Box::new(trackers::All),
             tripper: Box::new(MinRequests::new(100) & FailureRate::new(0.5)),
             retry: Box::new(Cooldown::new(Duration::from_secs(60))),
@@ -103,7 +103,7 @@ impl<F: Face> Builder<F> {
     /// let _ = fluxgate_core::CircuitBreaker::builder("x").window(fluxgate_core::windows::CountWindow::new(50));
     /// ```
     pub fn window(mut self, window: impl Window) -> Self {
-        self.window = Box::new(window);
+        self.window = AnyWindow::new(window);
         self
     }
 

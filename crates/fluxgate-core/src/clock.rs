@@ -6,8 +6,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-#[cfg(not(feature = "quanta"))]
-use std::time::Instant;
 use std::time::{Duration, SystemTime};
 
 /// A source of time for a breaker.
@@ -26,6 +24,21 @@ pub trait Clock: Send + Sync + 'static {
     fn now_nanos(&self) -> u64;
     /// Wall-clock time now.
     fn wall(&self) -> SystemTime;
+
+    /// A cheap reading of the monotonic clock that may lag `now_nanos` a little (a
+    /// millisecond or so) but never leads it. The breaker uses it only where lateness
+    /// can only delay: whether an `open` circuit may probe yet, and the `retry_after` of a
+    /// rejection (a probe goes at most that much later; it never goes early). The default
+    /// is `now_nanos`.
+    ///
+    /// ```
+    /// use fluxgate_core::clock::{Clock, SystemClock};
+    /// let c = SystemClock::new();
+    /// assert!(c.recent_nanos() <= c.now_nanos());
+    /// ```
+    fn recent_nanos(&self) -> u64 {
+        self.now_nanos()
+    }
 }
 
 /// The real clock: a monotonic clock for durations, `SystemTime` for timestamps.
@@ -33,8 +46,15 @@ pub trait Clock: Send + Sync + 'static {
 /// The monotonic clock is `std::time::Instant`; with the feature `quanta` it is the
 /// CPU's time-stamp counter, calibrated once per process by the `quanta` crate (which
 /// falls back to the OS clock where the counter is not invariant). A breaker that times
-/// its calls reads the clock twice per call: about 22 ns per read with `Instant` on a
-/// Linux VM, about 10 ns with `quanta` (see BENCHMARKS.md).
+/// its calls reads the clock twice per call: about 20 ns per read with `Instant` on a
+/// Linux VM, about 12 ns with `quanta` (see BENCHMARKS.md).
+///
+/// [`recent_nanos`](Clock::recent_nanos), which rejections while `open` read, is one
+/// atomic load: a background thread (`fluxgate-clock`, started on the first such read,
+/// gone after a second without readers) refreshes it every millisecond. If that thread
+/// cannot be started, it is the precise clock.
+///
+/// All `SystemClock`s of a process share one origin.
 ///
 /// ```
 /// use fluxgate_core::clock::{Clock, SystemClock};
@@ -44,32 +64,145 @@ pub trait Clock: Send + Sync + 'static {
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
-    #[cfg(not(feature = "quanta"))]
-    origin: Instant,
-    /// The counter's raw reading at the origin.
-    #[cfg(feature = "quanta")]
-    origin: u64,
-}
-
-/// One calibrated counter clock for the whole process.
-#[cfg(feature = "quanta")]
-fn counter() -> &'static quanta::Clock {
-    static COUNTER: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
-    COUNTER.get_or_init(quanta::Clock::new)
+    _private: (),
 }
 
 impl SystemClock {
-    /// A clock whose monotonic origin is now.
+    /// The process's monotonic clock.
     ///
     /// ```
     /// let _ = fluxgate_core::clock::SystemClock::new();
     /// ```
     pub fn new() -> Self {
-        SystemClock {
-            #[cfg(not(feature = "quanta"))]
-            origin: Instant::now(),
-            #[cfg(feature = "quanta")]
-            origin: counter().raw(),
+        ticker::precise();
+        SystemClock { _private: () }
+    }
+}
+
+/// The process-wide monotonic clock, and its coarse, cheap copy.
+mod ticker {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    #[cfg(not(feature = "quanta"))]
+    fn origin() -> &'static std::time::Instant {
+        static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
+        ORIGIN.get_or_init(std::time::Instant::now)
+    }
+
+    /// One calibrated counter clock and its reading at the origin.
+    #[cfg(feature = "quanta")]
+    fn counter() -> &'static (quanta::Clock, u64) {
+        static COUNTER: OnceLock<(quanta::Clock, u64)> = OnceLock::new();
+        COUNTER.get_or_init(|| {
+            let clock = quanta::Clock::new();
+            let origin = clock.raw();
+            (clock, origin)
+        })
+    }
+
+    /// Nanoseconds since the process's origin (u64 nanoseconds cover 584 years).
+    #[inline]
+    pub(super) fn precise() -> u64 {
+        #[cfg(not(feature = "quanta"))]
+        return origin().elapsed().as_nanos() as u64;
+        // Raw counter readings, scaled once: the cheapest reading quanta offers.
+        #[cfg(feature = "quanta")]
+        {
+            let (clock, origin) = counter();
+            clock.delta_as_nanos(*origin, clock.raw())
+        }
+    }
+
+    const IDLE: u8 = 0;
+    const STARTING: u8 = 1;
+    const RUNNING: u8 = 2;
+    const UNAVAILABLE: u8 = 3;
+    const TICK: Duration = Duration::from_millis(1);
+    /// Ticks without a reader after which the thread ends.
+    const IDLE_TICKS: u32 = 1000;
+
+    static STATE: AtomicU8 = AtomicU8::new(IDLE);
+    static RECENT: AtomicU64 = AtomicU64::new(0);
+    static READ: AtomicBool = AtomicBool::new(false);
+
+    /// A reading at most about a tick old, never ahead of `precise()`, and never behind a
+    /// reading an earlier `recent()` returned while the thread ran.
+    #[inline]
+    pub(super) fn recent() -> u64 {
+        if STATE.load(Ordering::Acquire) == RUNNING {
+            // One store per tick at most, so readers do not fight over the line.
+            if !READ.load(Ordering::Relaxed) {
+                READ.store(true, Ordering::Relaxed);
+            }
+            return RECENT.load(Ordering::Acquire);
+        }
+        start()
+    }
+
+    /// Starts the thread if nobody has; the precise time meanwhile.
+    #[cold]
+    fn start() -> u64 {
+        if STATE
+            .compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // Starting elsewhere, or threads are unavailable.
+            return precise();
+        }
+        let now = precise();
+        // Published before RUNNING, so that no reader sees a value older than this one.
+        RECENT.fetch_max(now, Ordering::AcqRel);
+        READ.store(true, Ordering::Relaxed);
+        STATE.store(RUNNING, Ordering::Release);
+        let spawned = std::thread::Builder::new()
+            .name("fluxgate-clock".into())
+            .spawn(|| {
+                let mut quiet = 0;
+                loop {
+                    std::thread::sleep(TICK);
+                    RECENT.fetch_max(precise(), Ordering::AcqRel);
+                    if READ.swap(false, Ordering::Relaxed) {
+                        quiet = 0;
+                    } else {
+                        quiet += 1;
+                        if quiet >= IDLE_TICKS {
+                            STATE.store(IDLE, Ordering::Release);
+                            return;
+                        }
+                    }
+                }
+            });
+        if spawned.is_err() {
+            STATE.store(UNAVAILABLE, Ordering::Release);
+        }
+        now
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn recent_never_leads_precise_and_follows_it() {
+            let mut last = recent();
+            for _ in 0..10_000 {
+                let r = recent();
+                assert!(r <= precise());
+                if STATE.load(Ordering::Acquire) == RUNNING {
+                    assert!(r >= last, "went back from {last} to {r}");
+                }
+                last = r;
+            }
+            // The thread refreshes the reading: it catches up with a moment already past.
+            let target = precise();
+            let mut spins = 0u64;
+            while recent() < target {
+                std::thread::yield_now();
+                spins += 1;
+                assert!(spins < 100_000_000, "the coarse clock never caught up");
+            }
         }
     }
 }
@@ -83,18 +216,14 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     #[inline]
     fn now_nanos(&self) -> u64 {
-        // u64 nanoseconds cover 584 years of uptime.
-        #[cfg(not(feature = "quanta"))]
-        return self.origin.elapsed().as_nanos() as u64;
-        // Raw counter readings, scaled once: the cheapest reading quanta offers.
-        #[cfg(feature = "quanta")]
-        {
-            let counter = counter();
-            counter.delta_as_nanos(self.origin, counter.raw())
-        }
+        ticker::precise()
     }
     fn wall(&self) -> SystemTime {
         SystemTime::now()
+    }
+    #[inline]
+    fn recent_nanos(&self) -> u64 {
+        ticker::recent()
     }
 }
 

@@ -57,6 +57,7 @@ where
 
 /// A boxed tracker is a tracker (for rules chosen at run time).
 impl Tracker for Box<dyn Tracker> {
+    #[inline]
     fn track(&self, error: &(dyn StdError + 'static)) -> bool {
         (**self).track(error)
     }

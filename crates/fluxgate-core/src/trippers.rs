@@ -116,6 +116,19 @@ pub trait Tripper: Send + Sync + 'static {
     fn needs_durations(&self) -> bool {
         false
     }
+
+    /// Whether `trip` depends on nothing but its [`TripContext`] (no clock, no state of
+    /// its own, no randomness). Then the breaker may skip asking it again when a call left
+    /// the window and the streak exactly as they were: the answer could not change. Every
+    /// built-in rule is stateless; the default, `false`, is always correct.
+    ///
+    /// ```
+    /// use fluxgate_core::trippers::{FailureRate, MinRequests, Tripper};
+    /// assert!((MinRequests::new(10) & FailureRate::new(0.5)).stateless());
+    /// ```
+    fn stateless(&self) -> bool {
+        false
+    }
 }
 
 /// True iff the state is `closed` (TR-2).
@@ -137,11 +150,17 @@ pub struct Closed;
 pub struct HalfOpened;
 
 impl Tripper for Closed {
+    fn stateless(&self) -> bool {
+        true
+    }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         ctx.state == State::Closed
     }
 }
 impl Tripper for HalfOpened {
+    fn stateless(&self) -> bool {
+        true
+    }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         ctx.state == State::HalfOpen
     }
@@ -169,6 +188,9 @@ impl MinRequests {
 }
 
 impl Tripper for MinRequests {
+    fn stateless(&self) -> bool {
+        true
+    }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         ctx.metric.total_count >= self.0
     }
@@ -244,6 +266,9 @@ impl FailureRate {
 }
 
 impl Tripper for FailureRate {
+    fn stateless(&self) -> bool {
+        true
+    }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         let m = ctx.metric;
         self.0.reached(m.failure_count, m.total_count)
@@ -278,6 +303,9 @@ impl AvgLatency {
 }
 
 impl Tripper for AvgLatency {
+    fn stateless(&self) -> bool {
+        true
+    }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         // total_duration / total ≥ threshold, exactly: total_duration ≥ threshold · total in
         // nanoseconds (a product past u128 is beyond any total duration).
@@ -330,6 +358,9 @@ impl SlowRate {
 }
 
 impl Tripper for SlowRate {
+    fn stateless(&self) -> bool {
+        true
+    }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         let m = ctx.metric;
         m.total_count > 0
@@ -372,6 +403,9 @@ impl FailureStreak {
 }
 
 impl Tripper for FailureStreak {
+    fn stateless(&self) -> bool {
+        true
+    }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
         ctx.consecutive_failures >= self.0
     }
@@ -406,6 +440,7 @@ macro_rules! forward_tripper {
     ($(#[$m:meta])* [$($g:tt)*] $t:ty) => {
         $(#[$m])*
         impl<$($g)*> Tripper for $t {
+            #[inline]
             fn trip(&self, ctx: &TripContext<'_>) -> bool {
                 (**self).trip(ctx)
             }
@@ -417,6 +452,9 @@ macro_rules! forward_tripper {
             }
             fn needs_durations(&self) -> bool {
                 (**self).needs_durations()
+            }
+            fn stateless(&self) -> bool {
+                (**self).stateless()
             }
         }
     };
@@ -519,6 +557,9 @@ macro_rules! combinator {
             fn needs_durations(&self) -> bool {
                 self.0.needs_durations() || self.1.needs_durations()
             }
+            fn stateless(&self) -> bool {
+                self.0.stateless() && self.1.stateless()
+            }
         }
     };
 }
@@ -547,6 +588,9 @@ impl<A: Tripper> Tripper for NotTripper<A> {
     }
     fn needs_durations(&self) -> bool {
         self.0.needs_durations()
+    }
+    fn stateless(&self) -> bool {
+        self.0.stateless()
     }
 }
 

@@ -32,7 +32,7 @@ use crate::permits::Permit;
 use crate::retries::{Retry, RetryContext};
 use crate::trackers::Tracker;
 use crate::trippers::{TripContext, Tripper};
-use crate::windows::Window;
+use crate::windows::{AnyWindow, Window};
 use crate::{CallNotPermitted, Metric, Record, Signal, State};
 
 pub(crate) mod dispatch;
@@ -123,7 +123,7 @@ struct Transitions {
 
 pub(crate) struct Parts {
     pub(crate) name: Arc<str>,
-    pub(crate) window: Box<dyn Window>,
+    pub(crate) window: AnyWindow,
     pub(crate) tracker: Box<dyn Tracker>,
     pub(crate) tripper: Box<dyn Tripper>,
     pub(crate) retry: Box<dyn Retry>,
@@ -151,8 +151,11 @@ pub struct Core {
     rejection: RejectionName,
     time_calls: bool,
     needs_now: bool,
+    /// The tripper is stateless: a success that leaves window and streak as they were
+    /// cannot change its answer, so it is neither recorded nor asked.
+    quiet_successes: bool,
     max_half_open_calls: u32,
-    window: Box<dyn Window>,
+    window: AnyWindow,
     tracker: Box<dyn Tracker>,
     tripper: Box<dyn Tripper>,
     retry: Box<dyn Retry>,
@@ -196,6 +199,7 @@ impl Core {
             name: p.name,
             time_calls: p.time_calls,
             needs_now,
+            quiet_successes: p.tripper.stateless(),
             max_half_open_calls: p.max_half_open_calls,
             window: p.window,
             tracker: p.tracker,
@@ -296,7 +300,9 @@ impl Core {
                 }
                 State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
                 State::Open => {
-                    let now = self.clock.now_nanos();
+                    // A reading that may lag, never lead: at worst the probe goes a tick
+                    // later (see `Clock::recent_nanos`).
+                    let now = self.clock.recent_nanos();
                     let ctx = self.retry_context(now);
                     if self.retry.should_retry(&ctx) {
                         // SM-7: the move is lazy and the same call goes on as half-open.
@@ -409,7 +415,18 @@ impl Core {
             Duration::ZERO
         };
         let epoch = epoch_of(adm.word);
-        self.window.record(epoch, now, Record { failure, duration });
+        let record = Record { failure, duration };
+        if !self.window.record_changed(epoch, now, record)
+            && !failure
+            && self.quiet_successes
+            && matches!(state, State::Closed | State::MetricsOnly)
+            && count_in(self.streak.load(Ordering::Acquire), epoch) == Some(0)
+        {
+            // The window held only such successes and the streak is 0: this call changed
+            // neither, so the stateless tripper would answer what it answered for the
+            // call that made them so (closed stays closed).
+            return;
+        }
         let streak = self.count_streak(epoch, failure);
         if !matches!(state, State::Closed | State::HalfOpen) {
             return;

@@ -128,9 +128,9 @@ impl CountWindow {
     /// Appends `record` to the ring, evicting the oldest record (the general case of
     /// `record`, out of line so that the common case stays small).
     #[inline(never)]
-    fn append(&self, g: u64, tag: u64, record: Record) {
+    fn append(&self, g: u64, tag: u64, record: Record) -> bool {
         if self.slots.is_empty() || self.gens.is_late(g) {
-            return;
+            return true;
         }
         let dur = micros(record.duration);
         let new_slot =
@@ -144,10 +144,11 @@ impl CountWindow {
         loop {
             if old & SLOT_VALID != 0 && old >> VALUE_BITS != tag && self.gens.is_late(g) {
                 // A later generation exists: we are a late writer (SM-17).
-                return;
+                return true;
             }
             if old == new_slot {
-                break;
+                // The record evicts its twin: the window's aggregate is what it was.
+                return false;
             }
             match slot.compare_exchange_weak(old, new_slot, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
@@ -182,6 +183,7 @@ impl CountWindow {
                 });
             }
         }
+        true
     }
 
     #[inline(never)]
@@ -220,14 +222,21 @@ fn slot_valid_for(slot: u64, tag: u64) -> bool {
 /// for every threshold that is a whole number of microseconds.
 #[inline]
 fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos() / 1000)
-        .unwrap_or(u64::MAX)
+    // No 128-bit division: whole seconds beyond the slot's range saturate anyway.
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
         .min(SLOT_DUR_MAX)
 }
 
 impl Window for CountWindow {
     #[inline]
-    fn record(&self, generation: u64, _now_nanos: u64, record: Record) {
+    fn record(&self, generation: u64, now_nanos: u64, record: Record) {
+        self.record_changed(generation, now_nanos, record);
+    }
+
+    #[inline]
+    fn record_changed(&self, generation: u64, _now_nanos: u64, record: Record) -> bool {
         let g = self.effective(generation);
         let tag = tagged::tag_of(g, TAG_BITS);
         if record.duration < Duration::from_micros(1) && self.uniform(tag, record.failure) {
@@ -235,9 +244,9 @@ impl Window for CountWindow {
             // oldest leaves the window as it is, so nothing is written. A healthy
             // dependency's steady state (all successes) thus writes no shared memory,
             // and threads calling one breaker do not fight over cache lines.
-            return;
+            return false;
         }
-        self.append(g, tag, record);
+        self.append(g, tag, record)
     }
 
     fn metric(&self, generation: u64, _now_nanos: u64) -> Metric {

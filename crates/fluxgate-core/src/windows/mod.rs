@@ -83,6 +83,29 @@ pub trait Window: Send + Sync + 'static {
         false
     }
 
+    /// Records like [`record`](Self::record) and says whether the window changed: `false`
+    /// when the record left it exactly as it was (a success appended to a full window of
+    /// equal successes). A breaker whose tripper is
+    /// [`stateless`](crate::trippers::Tripper::stateless) then does not ask the tripper
+    /// again: a healthy dependency's steady state costs a few loads. The default records
+    /// and answers `true`, which is always correct.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::windows::{CountWindow, Window};
+    /// use fluxgate_core::Record;
+    /// let w = CountWindow::new(2);
+    /// let ok = Record::success(Duration::ZERO);
+    /// assert!(w.record_changed(0, 0, ok));
+    /// assert!(w.record_changed(0, 0, ok));
+    /// assert!(!w.record_changed(0, 0, ok)); // all successes: one more evicts one
+    /// assert!(w.record_changed(0, 0, Record::failure(Duration::ZERO)));
+    /// ```
+    fn record_changed(&self, generation: u64, now_nanos: u64, record: Record) -> bool {
+        self.record(generation, now_nanos, record);
+        true
+    }
+
     /// Checks the window's parameters; called by `build()`.
     fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
@@ -90,11 +113,17 @@ pub trait Window: Send + Sync + 'static {
 }
 
 impl<W: Window + ?Sized> Window for Box<W> {
+    #[inline]
     fn record(&self, generation: u64, now_nanos: u64, record: Record) {
         (**self).record(generation, now_nanos, record)
     }
+    #[inline]
     fn metric(&self, generation: u64, now_nanos: u64) -> Metric {
         (**self).metric(generation, now_nanos)
+    }
+    #[inline]
+    fn record_changed(&self, generation: u64, now_nanos: u64, record: Record) -> bool {
+        (**self).record_changed(generation, now_nanos, record)
     }
     fn reset(&self) {
         (**self).reset()
@@ -110,5 +139,93 @@ impl<W: Window + ?Sized> Window for Box<W> {
     }
     fn validate(&self) -> Result<(), ConfigError> {
         (**self).validate()
+    }
+}
+
+/// The breaker's window: the built-in ones called directly (so the hot path inlines
+/// them), anything else through a box.
+pub(crate) enum AnyWindow {
+    Count(CountWindow),
+    Time(TimeWindow),
+    Other(Box<dyn Window>),
+}
+
+impl std::fmt::Debug for AnyWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnyWindow::Count(w) => w.fmt(f),
+            AnyWindow::Time(w) => w.fmt(f),
+            AnyWindow::Other(_) => f.write_str("Window"),
+        }
+    }
+}
+
+impl AnyWindow {
+    /// Sorts a window given to the builder: a built-in one by value, others boxed.
+    pub(crate) fn new<W: Window>(window: W) -> AnyWindow {
+        let mut slot = Some(window);
+        let any: &mut dyn std::any::Any = &mut slot;
+        if let Some(w) = any
+            .downcast_mut::<Option<CountWindow>>()
+            .and_then(Option::take)
+        {
+            return AnyWindow::Count(w);
+        }
+        if let Some(w) = any
+            .downcast_mut::<Option<TimeWindow>>()
+            .and_then(Option::take)
+        {
+            return AnyWindow::Time(w);
+        }
+        if let Some(w) = any
+            .downcast_mut::<Option<Box<dyn Window>>>()
+            .and_then(Option::take)
+        {
+            return AnyWindow::Other(w);
+        }
+        match slot {
+            Some(w) => AnyWindow::Other(Box::new(w)),
+            // Unreachable: `slot` is only emptied by a successful downcast above.
+            None => AnyWindow::Count(CountWindow::new(100)),
+        }
+    }
+}
+
+macro_rules! each_window {
+    ($self:ident, $w:ident => $e:expr) => {
+        match $self {
+            AnyWindow::Count($w) => $e,
+            AnyWindow::Time($w) => $e,
+            AnyWindow::Other($w) => $e,
+        }
+    };
+}
+
+impl Window for AnyWindow {
+    #[inline]
+    fn record(&self, generation: u64, now_nanos: u64, record: Record) {
+        each_window!(self, w => w.record(generation, now_nanos, record))
+    }
+    #[inline]
+    fn record_changed(&self, generation: u64, now_nanos: u64, record: Record) -> bool {
+        each_window!(self, w => w.record_changed(generation, now_nanos, record))
+    }
+    fn metric(&self, generation: u64, now_nanos: u64) -> Metric {
+        each_window!(self, w => w.metric(generation, now_nanos))
+    }
+    fn reset(&self) {
+        each_window!(self, w => w.reset())
+    }
+    fn advance(&self, generation: u64) {
+        each_window!(self, w => w.advance(generation))
+    }
+    fn set_slow_thresholds(&mut self, thresholds: &[Duration]) {
+        each_window!(self, w => w.set_slow_thresholds(thresholds))
+    }
+    fn needs_time(&self) -> bool {
+        each_window!(self, w => w.needs_time())
+    }
+    fn validate(&self) -> Result<(), ConfigError> {
+        each_window!(self, w => w.validate())
     }
 }
