@@ -1,0 +1,241 @@
+//! Configuration → `Builder<F>` for both faces, and the initial state after `build()`.
+
+use fluxgate_core::permits::{self, RampUp, Random};
+use fluxgate_core::retries::{Always, Backoff, Cooldown, Never};
+use fluxgate_core::windows::{CountWindow, TimeWindow};
+use fluxgate_core::{AsyncCircuitBreaker, Builder, CircuitBreaker};
+
+use crate::config::{Config, quote};
+use crate::error::Error;
+use crate::model::{BreakerConfig, InitialState, PermitConfig, RetryConfig, WindowConfig};
+use crate::rules::build_tripper;
+use crate::trackers::Trackers;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for fluxgate_core::CircuitBreaker {}
+    impl Sealed for fluxgate_core::AsyncCircuitBreaker {}
+}
+
+/// A face a configuration builds: [`CircuitBreaker`] or [`AsyncCircuitBreaker`] (sealed).
+///
+/// ```
+/// use fluxgate_config::{Breaker, InitialState};
+/// use fluxgate_core::{CircuitBreaker, State};
+/// let cb = <CircuitBreaker as Breaker>::builder("x").build().unwrap();
+/// cb.enter_silently(InitialState::ForcedOpen);
+/// assert_eq!(cb.state(), State::ForcedOpen);
+/// ```
+pub trait Breaker: sealed::Sealed + Sized + Send + Sync + 'static {
+    /// A builder with D-1's components.
+    fn builder(name: &str) -> Builder<Self>;
+
+    /// Sets every component of `config` on `builder` (the tracker already built).
+    #[doc(hidden)]
+    fn configure(
+        builder: Builder<Self>,
+        config: &BreakerConfig,
+        tracker: Option<Box<dyn fluxgate_core::trackers::Tracker>>,
+    ) -> Builder<Self>;
+
+    /// Builds.
+    #[doc(hidden)]
+    fn finish(builder: Builder<Self>) -> Result<Self, fluxgate_core::ConfigError>;
+
+    /// Puts the breaker in `state` without notifying listeners (SM-13's silent forms);
+    /// `Closed` resets it silently.
+    fn enter_silently(&self, state: InitialState);
+}
+
+macro_rules! face {
+    ($t:ty) => {
+        impl Breaker for $t {
+            fn builder(name: &str) -> Builder<Self> {
+                <$t>::builder(name)
+            }
+            fn configure(
+                builder: Builder<Self>,
+                c: &BreakerConfig,
+                tracker: Option<Box<dyn fluxgate_core::trackers::Tracker>>,
+            ) -> Builder<Self> {
+                let b = match c.window {
+                    WindowConfig::Count(n) => builder.window(CountWindow::new(n)),
+                    WindowConfig::Time(d) => builder.window(TimeWindow::new(d)),
+                };
+                let b = match tracker {
+                    Some(t) => b.tracker(t),
+                    None => b,
+                };
+                let b = b.tripper(build_tripper(&c.tripper));
+                let b = match c.retry {
+                    RetryConfig::Always => b.retry(Always),
+                    RetryConfig::Never => b.retry(Never),
+                    RetryConfig::Cooldown { duration, jitter } => {
+                        b.retry(Cooldown::new(duration).jitter(jitter))
+                    }
+                    RetryConfig::Backoff {
+                        initial,
+                        multiplier,
+                        max,
+                        jitter,
+                    } => b.retry(
+                        Backoff::new(initial)
+                            .multiplier(multiplier)
+                            .max(max)
+                            .jitter(jitter),
+                    ),
+                };
+                let b = match c.permit {
+                    PermitConfig::All => b.permit(permits::All),
+                    PermitConfig::Random(r) => b.permit(Random::new(r)),
+                    PermitConfig::RampUp {
+                        initial,
+                        final_ratio,
+                        duration,
+                    } => b.permit(RampUp::new(initial, final_ratio, duration)),
+                };
+                b.max_half_open_calls(c.max_half_open_calls)
+                    .measure_durations(c.measure_durations)
+            }
+            fn finish(builder: Builder<Self>) -> Result<Self, fluxgate_core::ConfigError> {
+                builder.build()
+            }
+            fn enter_silently(&self, state: InitialState) {
+                match state {
+                    InitialState::Closed => self.reset_silently(),
+                    InitialState::MetricsOnly => self.metrics_only_silently(),
+                    InitialState::ForcedOpen => self.force_open_silently(),
+                    InitialState::Disabled => self.disable_silently(),
+                }
+            }
+        }
+    };
+}
+
+face!(CircuitBreaker);
+face!(AsyncCircuitBreaker);
+
+pub(crate) fn apply_parts<B: Breaker>(
+    builder: Builder<B>,
+    c: &BreakerConfig,
+    tracker: Option<Box<dyn fluxgate_core::trackers::Tracker>>,
+) -> Builder<B> {
+    B::configure(builder, c, tracker)
+}
+
+impl BreakerConfig {
+    /// Sets every component on a builder the caller made (with its clock, listeners…).
+    /// The initial [`state`](Self::state) is not a builder's: apply it to the built
+    /// breaker with [`Breaker::enter_silently`], or use [`build`](Self::build).
+    ///
+    /// ```
+    /// use fluxgate_config::{BreakerConfig, Trackers};
+    /// use fluxgate_core::{clock::ManualClock, CircuitBreaker};
+    /// let config = BreakerConfig::default();
+    /// let cb = config
+    ///     .apply(CircuitBreaker::builder("x").clock(ManualClock::new()), &Trackers::new())?
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = cb;
+    /// # Ok::<(), fluxgate_config::Error>(())
+    /// ```
+    pub fn apply<B: Breaker>(
+        &self,
+        builder: Builder<B>,
+        trackers: &Trackers,
+    ) -> Result<Builder<B>, Error> {
+        let tracker = trackers.build(&self.tracker).map_err(|e| {
+            let mut err = Error::new(e.to_string());
+            err.0.field = Some("tracker".into());
+            err.0.value = Some(quote(&self.tracker.to_string()));
+            err
+        })?;
+        Ok(B::configure(builder, self, Some(tracker)))
+    }
+
+    /// Builds a breaker named `name` and puts it in the initial state (silently).
+    ///
+    /// ```
+    /// use fluxgate_config::{BreakerConfig, InitialState, Trackers};
+    /// use fluxgate_core::{AsyncCircuitBreaker, State};
+    /// let config = BreakerConfig { state: InitialState::MetricsOnly, ..BreakerConfig::default() };
+    /// let cb: AsyncCircuitBreaker = config.build("shadow", &Trackers::new())?;
+    /// assert_eq!(cb.state(), State::MetricsOnly);
+    /// # Ok::<(), fluxgate_config::Error>(())
+    /// ```
+    pub fn build<B: Breaker>(&self, name: &str, trackers: &Trackers) -> Result<B, Error> {
+        let b = B::finish(self.apply(B::builder(name), trackers)?)
+            .map_err(|e| Error::new(e.to_string()))?;
+        b.enter_silently(self.state);
+        Ok(b)
+    }
+}
+
+impl Config {
+    /// A builder for `name` (its section, or the defaults) with every component set; the
+    /// caller adds a clock, listeners…, builds, and may apply the initial state with
+    /// [`Breaker::enter_silently`]. Errors (an unknown tracker name) name the file,
+    /// breaker, field and line.
+    ///
+    /// ```
+    /// use fluxgate_config::{Config, Trackers};
+    /// use fluxgate_core::CircuitBreaker;
+    /// let config = Config::from_toml_str("[breakers.a]\nmax_half_open_calls = 2\n")?;
+    /// let cb = config
+    ///     .builder::<CircuitBreaker>("a", &Trackers::new())?
+    ///     .listener(|s: &fluxgate_core::Signal| println!("{s:?}"))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = cb;
+    /// # Ok::<(), fluxgate_config::Error>(())
+    /// ```
+    pub fn builder<B: Breaker>(
+        &self,
+        name: &str,
+        trackers: &Trackers,
+    ) -> Result<Builder<B>, Error> {
+        self.apply(B::builder(name), name, trackers)
+    }
+
+    /// Sets `name`'s components on a builder the caller made.
+    ///
+    /// ```
+    /// use fluxgate_config::{Config, Trackers};
+    /// use fluxgate_core::{clock::ManualClock, AsyncCircuitBreaker};
+    /// let config = Config::default();
+    /// let b = config.apply(AsyncCircuitBreaker::builder("x").clock(ManualClock::new()), "x", &Trackers::new())?;
+    /// let _cb = b.build().unwrap();
+    /// # Ok::<(), fluxgate_config::Error>(())
+    /// ```
+    pub fn apply<B: Breaker>(
+        &self,
+        builder: Builder<B>,
+        name: &str,
+        trackers: &Trackers,
+    ) -> Result<Builder<B>, Error> {
+        let section = self.breakers.contains_key(name).then_some(name);
+        self.check_one(section, trackers)?;
+        self.get(name)
+            .apply(builder, trackers)
+            .map_err(|e| self.error_at(section, "tracker", e.0.value, e.0.message))
+    }
+
+    /// Builds `name` (its section, or the defaults) and puts it in its initial state.
+    ///
+    /// ```
+    /// use fluxgate_config::{Config, Trackers};
+    /// use fluxgate_core::{CircuitBreaker, State};
+    /// let config = Config::from_yaml_str("breakers:\n  a:\n    state: forced_open\n")?;
+    /// let cb: CircuitBreaker = config.build("a", &Trackers::new())?;
+    /// assert_eq!(cb.state(), State::ForcedOpen);
+    /// # Ok::<(), fluxgate_config::Error>(())
+    /// ```
+    pub fn build<B: Breaker>(&self, name: &str, trackers: &Trackers) -> Result<B, Error> {
+        let section = self.breakers.contains_key(name).then_some(name);
+        let config = self.get(name);
+        let b = B::finish(self.apply(B::builder(name), name, trackers)?)
+            .map_err(|e| self.core_error(section, config, &e))?;
+        b.enter_silently(config.state);
+        Ok(b)
+    }
+}

@@ -1,0 +1,278 @@
+//! The configuration of one breaker, as data: every component of the SPEC with its
+//! parameters, comparable (`==`) so a reload can tell what changed.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::expr::Expr;
+use crate::rules::RuleCall;
+use crate::trackers::TrackerName;
+
+/// Which recent calls count (W-1, W-2).
+///
+/// ```
+/// use fluxgate_config::WindowConfig;
+/// assert_eq!(WindowConfig::default(), WindowConfig::Count(100));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowConfig {
+    /// `{ type = "count", size = N }`: the last N calls.
+    Count(usize),
+    /// `{ type = "time", duration = "60s" }`: the calls of the last whole seconds.
+    Time(Duration),
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig::Count(100)
+    }
+}
+
+/// When an open circuit may probe again (RT-1…RT-3).
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_config::RetryConfig;
+/// assert_eq!(RetryConfig::default(), RetryConfig::Cooldown { duration: Duration::from_secs(60), jitter: 0.0 });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryConfig {
+    /// `{ type = "always" }`
+    Always,
+    /// `{ type = "never" }`
+    Never,
+    /// `{ type = "cooldown", duration = "60s", jitter = 0.1 }` (jitter optional, 0).
+    Cooldown {
+        /// The wait.
+        duration: Duration,
+        /// ± share of the wait, in [0, 1).
+        jitter: f64,
+    },
+    /// `{ type = "backoff", initial = "10s", multiplier = 2, max = "5m", jitter = 0 }`
+    /// (all but `initial` optional, with `Backoff`'s defaults).
+    Backoff {
+        /// The first wait.
+        initial: Duration,
+        /// Growth per re-opening (> 1).
+        multiplier: f64,
+        /// The longest wait.
+        max: Duration,
+        /// ± share of each wait, in [0, 1).
+        jitter: f64,
+    },
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig::Cooldown {
+            duration: Duration::from_secs(60),
+            jitter: 0.0,
+        }
+    }
+}
+
+/// How much traffic a half-open circuit admits (P-1, P-2).
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_config::PermitConfig;
+/// assert_eq!(
+///     PermitConfig::default(),
+///     PermitConfig::RampUp { initial: 0.1, final_ratio: 1.0, duration: Duration::from_secs(60) },
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PermitConfig {
+    /// `{ type = "all" }`
+    All,
+    /// `{ type = "random", ratio = 0.5 }`
+    Random(f64),
+    /// `{ type = "ramp_up", initial = 0.1, final = 1.0, duration = "60s" }`
+    RampUp {
+        /// The share admitted on entering `half_open`.
+        initial: f64,
+        /// The share admitted from `duration` on (`final` in the file).
+        final_ratio: f64,
+        /// How long the ramp takes.
+        duration: Duration,
+    },
+}
+
+impl Default for PermitConfig {
+    fn default() -> Self {
+        PermitConfig::RampUp {
+            initial: 0.1,
+            final_ratio: 1.0,
+            duration: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The state a breaker is put in right after it is built, without notifying listeners
+/// (SM-13's silent forms).
+///
+/// ```
+/// use fluxgate_config::InitialState;
+/// assert_eq!(InitialState::default(), InitialState::Closed);
+/// assert_eq!(InitialState::MetricsOnly.to_string(), "metrics_only");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialState {
+    /// Normal operation (the default).
+    #[default]
+    Closed,
+    /// Calls run and are recorded, the circuit never opens: a shadow rollout (SM-10).
+    MetricsOnly,
+    /// Every call rejected (SM-12).
+    ForcedOpen,
+    /// Calls pass straight through, nothing recorded (SM-11).
+    Disabled,
+}
+
+impl fmt::Display for InitialState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InitialState::Closed => "closed",
+            InitialState::MetricsOnly => "metrics_only",
+            InitialState::ForcedOpen => "forced_open",
+            InitialState::Disabled => "disabled",
+        })
+    }
+}
+
+/// Everything one breaker is built from; [`Default`] is SPEC D-1.
+///
+/// A file's `[breakers.<name>]` section is laid over its `[defaults]`, field by field: a
+/// field the section sets replaces the default's whole (a `retry` table replaces the
+/// default `retry`, it is not merged key by key); a field neither sets is D-1's.
+///
+/// ```
+/// let d = fluxgate_config::BreakerConfig::default();
+/// assert_eq!(d.tripper.to_string(), "MinRequests(100) & FailureRate(0.5)");
+/// assert_eq!(d.tracker.to_string(), "All");
+/// assert_eq!(d.max_half_open_calls, 10);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// `window`
+    pub window: WindowConfig,
+    /// `tracker`: names from [`Trackers`](crate::Trackers) combined with `&`, `|`, `!`.
+    pub tracker: Expr<TrackerName>,
+    /// `tripper`: rules combined with `&`, `|`, `!`.
+    pub tripper: Expr<RuleCall>,
+    /// `retry`
+    pub retry: RetryConfig,
+    /// `permit`
+    pub permit: PermitConfig,
+    /// `max_half_open_calls` (≥ 1).
+    pub max_half_open_calls: usize,
+    /// `measure_durations`: time every call even without a latency rule.
+    pub measure_durations: bool,
+    /// `state`: the state right after building.
+    pub state: InitialState,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            window: WindowConfig::default(),
+            tracker: Expr::Leaf(TrackerName {
+                name: "All".into(),
+                column: 1,
+            }),
+            tripper: crate::rules::default_tripper(),
+            retry: RetryConfig::default(),
+            permit: PermitConfig::default(),
+            max_half_open_calls: 10,
+            measure_durations: false,
+            state: InitialState::Closed,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What serde reads: the file's shape, every field optional (for the merge) and unknown
+// fields refused. Meaning (durations, expressions, ranges) is checked afterwards, field
+// by field, so that every error can name its breaker, field and line.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    #[serde(default)]
+    pub(crate) defaults: RawBreaker,
+    #[serde(default)]
+    pub(crate) breakers: std::collections::BTreeMap<String, RawBreaker>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub(crate) window: Option<RawWindow>,
+    pub(crate) tracker: Option<String>,
+    pub(crate) tripper: Option<String>,
+    pub(crate) retry: Option<RawRetry>,
+    pub(crate) permit: Option<RawPermit>,
+    pub(crate) max_half_open_calls: Option<u64>,
+    pub(crate) measure_durations: Option<bool>,
+    pub(crate) state: Option<InitialState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum WindowKind {
+    Count,
+    Time,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWindow {
+    #[serde(rename = "type")]
+    pub(crate) kind: WindowKind,
+    pub(crate) size: Option<u64>,
+    pub(crate) duration: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RetryKind {
+    Always,
+    Never,
+    Cooldown,
+    Backoff,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    #[serde(rename = "type")]
+    pub(crate) kind: RetryKind,
+    pub(crate) duration: Option<String>,
+    pub(crate) jitter: Option<f64>,
+    pub(crate) initial: Option<String>,
+    pub(crate) multiplier: Option<f64>,
+    pub(crate) max: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PermitKind {
+    All,
+    Random,
+    RampUp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPermit {
+    #[serde(rename = "type")]
+    pub(crate) kind: PermitKind,
+    pub(crate) ratio: Option<f64>,
+    pub(crate) initial: Option<f64>,
+    #[serde(rename = "final")]
+    pub(crate) final_ratio: Option<f64>,
+    pub(crate) duration: Option<String>,
+}
