@@ -39,7 +39,7 @@
 //! ## Crates
 //! This package is a facade: it re-exports `fluxgate-core` (the state machine, its
 //! components, the faces, the listener traits and `LogListener`) and, behind features,
-//! the integration crates `fluxgate-prometheus` and `fluxgate-slack`, under the paths
+//! the integration crates `fluxgate-prometheus`, `fluxgate-slack` and `fluxgate-config`, under the paths
 //! below. `docs/architecture.md` draws the crates and the rooms of the core.
 //!
 //! ## Features
@@ -53,6 +53,7 @@
 //! | `slack` | `listeners::slack::{SlackListener, AsyncSlackListener}` |
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
 //! | `anyhow` | `call_any` sees the error inside an `anyhow::Error` |
+//! | `config` | `config::{Config, Trackers, …}`: breakers from TOML/YAML files |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -65,6 +66,15 @@ pub use fluxgate_core::{clock, interfaces, permits, retries, trackers, trippers,
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use fluxgate_core::tower;
+
+/// Breakers as data: TOML/YAML files with `[defaults]` and per-breaker overrides,
+/// tripper and tracker expressions, one error naming the file, line, breaker and field
+/// (crate `fluxgate-config`; see `docs/configuration.md`).
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config {
+    pub use fluxgate_config::*;
+}
 
 /// Listeners: what happens outside the breaker when its state changes.
 ///
@@ -146,6 +156,10 @@ struct DocsPrometheusDoctests;
 ))]
 #[doc = include_str!("../docs/ko/listeners/prometheus.md")]
 struct DocsPrometheusKoDoctests;
+
+#[cfg(all(doctest, feature = "config"))]
+#[doc = include_str!("../docs/configuration.md")]
+struct DocsConfigurationDoctests;
 
 #[cfg(all(doctest, feature = "slack"))]
 #[doc = include_str!("../docs/listeners/slack.md")]

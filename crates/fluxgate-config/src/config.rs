@@ -447,13 +447,14 @@ fn yaml_error(e: &serde_norway::Error, path: Vec<String>) -> Error {
     let mut message = e.to_string();
     if let Some(loc) = e.location() {
         let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-        if let Some(m) = message.strip_suffix(&suffix) {
-            message = m.to_owned();
-        }
+        message = message.replacen(&suffix, "", 1);
     }
-    let dotted = path.join(".");
-    if let Some(m) = message.strip_prefix(&format!("{dotted}: ")) {
-        message = m.to_owned();
+    // The YAML crate's own path may stop short of ours (an unknown field's key).
+    for n in (1..=path.len()).rev() {
+        if let Some(m) = message.strip_prefix(&format!("{}: ", path[..n].join("."))) {
+            message = m.to_owned();
+            break;
+        }
     }
     let mut err = located(&path, message);
     err.0.line = e.location().map(|l| l.line());

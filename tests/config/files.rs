@@ -1,0 +1,103 @@
+//! The annotated example files of docs/config: they load, TOML and YAML agree, and the
+//! breakers they describe behave as the comments say.
+
+use fluxgate::clock::ManualClock;
+use fluxgate::config::{Config, InitialState, PermitConfig, RetryConfig, WindowConfig};
+use fluxgate::State;
+use std::time::Duration;
+
+use crate::{both, breaker, fail, trackers};
+
+const TOML: &str = include_str!("../../docs/config/breakers.toml");
+const YAML: &str = include_str!("../../docs/config/breakers.yaml");
+
+#[test]
+fn the_example_files_load_and_agree() {
+    let [toml, _yaml] = both(TOML, YAML);
+    assert_eq!(
+        toml.names().collect::<Vec<_>>(),
+        ["inventory_api", "legacy_reports", "payment_api", "recommendations", "search_api"]
+    );
+    toml.check(&trackers()).unwrap();
+    // D-1 spelled out in [defaults] is D-1.
+    assert_eq!(toml.defaults(), &fluxgate::config::BreakerConfig::default());
+    let payment = toml.get("payment_api");
+    assert_eq!(payment.window, WindowConfig::Count(200));
+    assert_eq!(payment.max_half_open_calls, 5);
+    assert_eq!(
+        payment.retry,
+        RetryConfig::Backoff {
+            initial: Duration::from_secs(10),
+            multiplier: 2.0,
+            max: Duration::from_secs(300),
+            jitter: 0.1
+        }
+    );
+    // Inherited from [defaults].
+    assert_eq!(payment.permit, PermitConfig::default());
+    let search = toml.get("search_api");
+    assert_eq!(search.window, WindowConfig::Time(Duration::from_secs(60)));
+    assert_eq!(toml.get("inventory_api").permit, PermitConfig::Random(0.5));
+    assert_eq!(
+        toml.get("inventory_api").retry,
+        RetryConfig::Cooldown { duration: Duration::from_secs(90), jitter: 0.2 }
+    );
+    assert_eq!(toml.get("recommendations").state, InitialState::MetricsOnly);
+    assert_eq!(toml.get("legacy_reports").retry, RetryConfig::Never);
+    // A name the file does not mention gets the defaults.
+    assert_eq!(toml.get("unknown_api"), toml.defaults());
+}
+
+#[test]
+fn the_example_breakers_behave_the_same_from_either_file() {
+    for config in both(TOML, YAML) {
+        let clock = ManualClock::new();
+        // inventory_api: FailureStreak(5) | … (TR-7): the fifth failure in a row opens it.
+        let inventory = breaker(&config, "inventory_api", &clock);
+        for _ in 0..4 {
+            let _ = fail(&inventory);
+        }
+        assert_eq!(inventory.state(), State::Closed);
+        let _ = fail(&inventory);
+        assert_eq!(inventory.state(), State::Open);
+        // Cooldown 1m30s ± 20 % (RT-2): shut at 71 s, probing by 109 s.
+        clock.advance(Duration::from_secs(71));
+        assert!(fail(&inventory).unwrap_err().is_rejected());
+
+        // recommendations: metrics_only (SM-10), never opens, records.
+        let shadow = breaker(&config, "recommendations", &clock);
+        for _ in 0..200 {
+            let _ = fail(&shadow);
+        }
+        assert_eq!(shadow.state(), State::MetricsOnly);
+        assert_eq!(shadow.info().metric.failure_count, 100);
+
+        // legacy_reports: disabled (SM-11), nothing recorded.
+        let legacy = breaker(&config, "legacy_reports", &clock);
+        let _ = fail(&legacy);
+        assert_eq!(legacy.state(), State::Disabled);
+        assert_eq!(legacy.info().metric.total_count, 0);
+    }
+}
+
+#[test]
+fn a_file_is_read_by_its_extension() {
+    let dir = std::env::temp_dir().join(format!("fluxgate-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("breakers.toml");
+    let yaml = dir.join("breakers.yml");
+    std::fs::write(&toml, TOML).unwrap();
+    std::fs::write(&yaml, YAML).unwrap();
+    let a = Config::from_path(&toml).unwrap();
+    let b = Config::from_path(&yaml).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.file(), Some(toml.display().to_string().as_str()));
+
+    // An error in a file names the file.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "breakers:\n  a:\n    windw: {}\n").unwrap();
+    let err = Config::from_path(&bad).unwrap_err();
+    assert_eq!(err.file(), Some(bad.display().to_string().as_str()));
+    assert!(err.to_string().starts_with(&format!("{}, line 3: breaker \"a\"", bad.display())), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
