@@ -7,79 +7,190 @@ use fluxgate::config::{Config, Format};
 /// (format, file text, the error's text).
 const CASES: &[(Format, &str, &str)] = &[
     // --- the file's shape
-    (Format::Toml, "[defaults]\nwindow = { type = \"count\", size = 5 }\nwindw = 3\n",
-     "line 3: defaults, field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`"),
-    (Format::Yaml, "breakers:\n  a:\n    windw: 3\n",
-     "line 3: breaker \"a\", field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`"),
-    (Format::Toml, "[breakers.a]\nretry = { type = \"cooldown\", duration = \"1s\", jiter = 0.1 }\n",
-     "line 2: breaker \"a\", field retry.jiter: unknown field `jiter`, expected one of `type`, `duration`, `jitter`, `initial`, `multiplier`, `max`"),
-    (Format::Toml, "[sections]\n",
-     "line 1, field sections: unknown field `sections`, expected `defaults` or `breakers`"),
-    (Format::Toml, "[breakers.a]\nmax_half_open_calls = \"ten\"\n",
-     "line 2: breaker \"a\", field max_half_open_calls: invalid type: string \"ten\", expected u64"),
-    (Format::Yaml, "breakers:\n  a:\n    max_half_open_calls: -1\n",
-     "line 3: breaker \"a\", field max_half_open_calls: invalid type: integer `-1`, expected u64"),
-    (Format::Toml, "[breakers.a]\nstate = \"half_open\"\n",
-     "line 2: breaker \"a\", field state: unknown variant `half_open`, expected one of `closed`, `metrics_only`, `forced_open`, `disabled`"),
-    (Format::Yaml, "breakers:\n  a:\n    window: { type: sliding, size: 3 }\n",
-     "line 3: breaker \"a\", field window.type: unknown variant `sliding`, expected `count` or `time`"),
-    (Format::Toml, "[breakers.a\n", "line 1: unclosed table, expected `]`"),
-    (Format::Yaml, "breakers:\n  a: [1\n", "line 2: breaker \"a\": invalid type: sequence, expected struct RawBreaker"),
-    (Format::Yaml, "breakers:\n  a:\n\tstate: closed\n", "line 3: breaker \"a\": found character that cannot start any token, while scanning for the next token"),
+    (
+        Format::Toml,
+        "[defaults]\nwindow = { type = \"count\", size = 5 }\nwindw = 3\n",
+        "line 3: defaults, field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n    windw: 3\n",
+        "line 3: breaker \"a\", field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nretry = { type = \"cooldown\", duration = \"1s\", jiter = 0.1 }\n",
+        "line 2: breaker \"a\", field retry.jiter: unknown field `jiter`, expected one of `type`, `duration`, `jitter`, `initial`, `multiplier`, `max`",
+    ),
+    (
+        Format::Toml,
+        "[sections]\n",
+        "line 1, field sections: unknown field `sections`, expected `defaults` or `breakers`",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nmax_half_open_calls = \"ten\"\n",
+        "line 2: breaker \"a\", field max_half_open_calls: invalid type: string \"ten\", expected u64",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n    max_half_open_calls: -1\n",
+        "line 3: breaker \"a\", field max_half_open_calls: invalid type: integer `-1`, expected u64",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nstate = \"half_open\"\n",
+        "line 2: breaker \"a\", field state: unknown variant `half_open`, expected one of `closed`, `metrics_only`, `forced_open`, `disabled`",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n    window: { type: sliding, size: 3 }\n",
+        "line 3: breaker \"a\", field window.type: unknown variant `sliding`, expected `count` or `time`",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a\n",
+        "line 1: unclosed table, expected `]`",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a: [1\n",
+        "line 2: breaker \"a\": invalid type: sequence, expected struct RawBreaker",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n\tstate: closed\n",
+        "line 3: breaker \"a\": found character that cannot start any token, while scanning for the next token",
+    ),
     // --- components: required and foreign parameters
-    (Format::Toml, "[breakers.a]\nwindow = { type = \"count\" }\n",
-     "line 2: breaker \"a\", field window: a count window needs `size`"),
-    (Format::Yaml, "breakers:\n  a:\n    window: { type: time, size: 3 }\n",
-     "line 3: breaker \"a\", field window.size: `size` is not a parameter of a time window"),
-    (Format::Toml, "[breakers.a]\nretry = { type = \"backoff\", duration = \"1s\" }\n",
-     "line 2: breaker \"a\", field retry.duration: `duration` is not a parameter of a backoff retry"),
-    (Format::Toml, "[breakers.a]\npermit = { type = \"ramp_up\", initial = 0.1, final = 1 }\n",
-     "line 2: breaker \"a\", field permit: a ramp_up permit needs `duration`"),
+    (
+        Format::Toml,
+        "[breakers.a]\nwindow = { type = \"count\" }\n",
+        "line 2: breaker \"a\", field window: a count window needs `size`",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n    window: { type: time, size: 3 }\n",
+        "line 3: breaker \"a\", field window.size: `size` is not a parameter of a time window",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nretry = { type = \"backoff\", duration = \"1s\" }\n",
+        "line 2: breaker \"a\", field retry.duration: `duration` is not a parameter of a backoff retry",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\npermit = { type = \"ramp_up\", initial = 0.1, final = 1 }\n",
+        "line 2: breaker \"a\", field permit: a ramp_up permit needs `duration`",
+    ),
     // --- durations
-    (Format::Toml, "[defaults]\nretry = { type = \"cooldown\", duration = \"30\" }\n",
-     "line 2: defaults, field retry.duration = \"30\": a duration needs a unit (\"30s\", \"30ms\"…), got \"30\""),
-    (Format::Yaml, "defaults:\n  window:\n    type: time\n    duration: soon\n",
-     "line 4: defaults, field window.duration = \"soon\": expected a duration such as \"500ms\", \"1m\" or \"1h30m\", got \"soon\" (expected number at 0)"),
+    (
+        Format::Toml,
+        "[defaults]\nretry = { type = \"cooldown\", duration = \"30\" }\n",
+        "line 2: defaults, field retry.duration = \"30\": a duration needs a unit (\"30s\", \"30ms\"…), got \"30\"",
+    ),
+    (
+        Format::Yaml,
+        "defaults:\n  window:\n    type: time\n    duration: soon\n",
+        "line 4: defaults, field window.duration = \"soon\": expected a duration such as \"500ms\", \"1m\" or \"1h30m\", got \"soon\" (expected number at 0)",
+    ),
     // --- expressions
-    (Format::Toml, "[breakers.payment_api]\ntripper = \"MinRequests(20) & FailureRatio(0.5)\"\n",
-     "line 2: breaker \"payment_api\", field tripper = \"MinRequests(20) & FailureRatio(0.5)\": column 19: unknown rule 'FailureRatio' (known: Closed, HalfOpened, MinRequests, FailureRate, AvgLatency, SlowRate, FailureStreak)"),
-    (Format::Yaml, "breakers:\n  payment_api:\n    tripper: MinRequests(20) & (FailureRate(0.5)\n",
-     "line 3: breaker \"payment_api\", field tripper = \"MinRequests(20) & (FailureRate(0.5)\": column 36: expected ')' to close the '(' at column 19, found the end"),
-    (Format::Toml, "[breakers.a]\ntracker = \"io &\"\n",
-     "line 2: breaker \"a\", field tracker = \"io &\": column 5: expected a name, '(' or '!', found the end"),
+    (
+        Format::Toml,
+        "[breakers.payment_api]\ntripper = \"MinRequests(20) & FailureRatio(0.5)\"\n",
+        "line 2: breaker \"payment_api\", field tripper = \"MinRequests(20) & FailureRatio(0.5)\": column 19: unknown rule 'FailureRatio' (known: Closed, HalfOpened, MinRequests, FailureRate, AvgLatency, SlowRate, FailureStreak)",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  payment_api:\n    tripper: MinRequests(20) & (FailureRate(0.5)\n",
+        "line 3: breaker \"payment_api\", field tripper = \"MinRequests(20) & (FailureRate(0.5)\": column 36: expected ')' to close the '(' at column 19, found the end",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\ntracker = \"io &\"\n",
+        "line 2: breaker \"a\", field tracker = \"io &\": column 5: expected a name, '(' or '!', found the end",
+    ),
     // --- every parameter the core checks, through build()'s ConfigError
-    (Format::Toml, "[breakers.payment_api]\ntripper = \"FailureRate(1.5)\"\n",
-     "line 2: breaker \"payment_api\", field tripper = \"FailureRate(1.5)\": FailureRate ratio must be in (0, 1], got 1.5"),
-    (Format::Yaml, "breakers:\n  a:\n    tripper: MinRequests(0) | FailureStreak(2)\n",
-     "line 3: breaker \"a\", field tripper = \"MinRequests(0) | FailureStreak(2)\": MinRequests n must be >= 1, got 0"),
-    (Format::Toml, "[breakers.a]\ntripper = \"FailureStreak(0)\"\n",
-     "line 2: breaker \"a\", field tripper = \"FailureStreak(0)\": FailureStreak n must be >= 1, got 0"),
-    (Format::Toml, "[breakers.a]\ntripper = \"SlowRate(0.5, 0s)\"\n",
-     "line 2: breaker \"a\", field tripper = \"SlowRate(0.5, 0s)\": SlowRate threshold must be greater than zero, got 0ns"),
-    (Format::Toml, "[breakers.a]\ntripper = \"AvgLatency(0s)\"\n",
-     "line 2: breaker \"a\", field tripper = \"AvgLatency(0s)\": AvgLatency threshold must be greater than zero, got 0ns"),
-    (Format::Toml, "[breakers.a]\ntripper = \"SlowRate(1s1ms, 1s)\"\n",
-     "line 2: breaker \"a\", field tripper = \"SlowRate(1s1ms, 1s)\": column 10: SlowRate expects a number here, got '1s1ms'"),
-    (Format::Toml, "[breakers.a]\nwindow = { type = \"count\", size = 0 }\n",
-     "line 2: breaker \"a\", field window.size = 0: CountWindow size must be in 1..=4194304, got 0"),
-    (Format::Yaml, "breakers:\n  a:\n    window:\n      type: time\n      duration: 1500ms\n",
-     "line 5: breaker \"a\", field window.duration = \"1500ms\": TimeWindow span must be a whole number of seconds in 1..=86400, got 1.5s"),
-    (Format::Toml, "[breakers.a]\nretry = { type = \"cooldown\", duration = \"0s\" }\n",
-     "line 2: breaker \"a\", field retry.duration = \"0s\": Cooldown duration must be greater than zero, got 0ns"),
-    (Format::Toml, "[breakers.a]\nretry = { type = \"cooldown\", duration = \"1s\", jitter = 1.0 }\n",
-     "line 2: breaker \"a\", field retry.jitter = 1: Cooldown jitter must be in [0, 1), got 1"),
-    (Format::Yaml, "breakers:\n  a:\n    retry:\n      type: backoff\n      initial: 10s\n      multiplier: 1\n",
-     "line 6: breaker \"a\", field retry.multiplier = 1: Backoff multiplier must be greater than 1, got 1"),
-    (Format::Toml, "[breakers.a]\nretry = { type = \"backoff\", initial = \"10s\", max = \"5s\" }\n",
-     "line 2: breaker \"a\", field retry.max = \"5s\": Backoff max must be at least initial, got 5s"),
-    (Format::Toml, "[breakers.a]\npermit = { type = \"random\", ratio = 1.5 }\n",
-     "line 2: breaker \"a\", field permit.ratio = 1.5: Random ratio must be in [0, 1], got 1.5"),
-    (Format::Toml, "[breakers.a]\npermit = { type = \"ramp_up\", initial = 0.5, final = 0.2, duration = \"1m\" }\n",
-     "line 2: breaker \"a\", field permit.final = 0.2: RampUp final must be at least initial, got 0.2"),
-    (Format::Yaml, "defaults:\n  permit: { type: ramp_up, initial: 0, final: 1, duration: 1m }\n",
-     "line 2: defaults, field permit.initial = 0: RampUp initial must be in (0, 1], got 0"),
-    (Format::Toml, "[defaults]\n\n\nmax_half_open_calls = 0\n",
-     "line 4: defaults, field max_half_open_calls = 0: CircuitBreaker max_half_open_calls must be >= 1, got 0"),
+    (
+        Format::Toml,
+        "[breakers.payment_api]\ntripper = \"FailureRate(1.5)\"\n",
+        "line 2: breaker \"payment_api\", field tripper = \"FailureRate(1.5)\": FailureRate ratio must be in (0, 1], got 1.5",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n    tripper: MinRequests(0) | FailureStreak(2)\n",
+        "line 3: breaker \"a\", field tripper = \"MinRequests(0) | FailureStreak(2)\": MinRequests n must be >= 1, got 0",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\ntripper = \"FailureStreak(0)\"\n",
+        "line 2: breaker \"a\", field tripper = \"FailureStreak(0)\": FailureStreak n must be >= 1, got 0",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\ntripper = \"SlowRate(0.5, 0s)\"\n",
+        "line 2: breaker \"a\", field tripper = \"SlowRate(0.5, 0s)\": SlowRate threshold must be greater than zero, got 0ns",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\ntripper = \"AvgLatency(0s)\"\n",
+        "line 2: breaker \"a\", field tripper = \"AvgLatency(0s)\": AvgLatency threshold must be greater than zero, got 0ns",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\ntripper = \"SlowRate(1s1ms, 1s)\"\n",
+        "line 2: breaker \"a\", field tripper = \"SlowRate(1s1ms, 1s)\": column 10: SlowRate expects a number here, got '1s1ms'",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nwindow = { type = \"count\", size = 0 }\n",
+        "line 2: breaker \"a\", field window.size = 0: CountWindow size must be in 1..=4194304, got 0",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n    window:\n      type: time\n      duration: 1500ms\n",
+        "line 5: breaker \"a\", field window.duration = \"1500ms\": TimeWindow span must be a whole number of seconds in 1..=86400, got 1.5s",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nretry = { type = \"cooldown\", duration = \"0s\" }\n",
+        "line 2: breaker \"a\", field retry.duration = \"0s\": Cooldown duration must be greater than zero, got 0ns",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nretry = { type = \"cooldown\", duration = \"1s\", jitter = 1.0 }\n",
+        "line 2: breaker \"a\", field retry.jitter = 1: Cooldown jitter must be in [0, 1), got 1",
+    ),
+    (
+        Format::Yaml,
+        "breakers:\n  a:\n    retry:\n      type: backoff\n      initial: 10s\n      multiplier: 1\n",
+        "line 6: breaker \"a\", field retry.multiplier = 1: Backoff multiplier must be greater than 1, got 1",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\nretry = { type = \"backoff\", initial = \"10s\", max = \"5s\" }\n",
+        "line 2: breaker \"a\", field retry.max = \"5s\": Backoff max must be at least initial, got 5s",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\npermit = { type = \"random\", ratio = 1.5 }\n",
+        "line 2: breaker \"a\", field permit.ratio = 1.5: Random ratio must be in [0, 1], got 1.5",
+    ),
+    (
+        Format::Toml,
+        "[breakers.a]\npermit = { type = \"ramp_up\", initial = 0.5, final = 0.2, duration = \"1m\" }\n",
+        "line 2: breaker \"a\", field permit.final = 0.2: RampUp final must be at least initial, got 0.2",
+    ),
+    (
+        Format::Yaml,
+        "defaults:\n  permit: { type: ramp_up, initial: 0, final: 1, duration: 1m }\n",
+        "line 2: defaults, field permit.initial = 0: RampUp initial must be in (0, 1], got 0",
+    ),
+    (
+        Format::Toml,
+        "[defaults]\n\n\nmax_half_open_calls = 0\n",
+        "line 4: defaults, field max_half_open_calls = 0: CircuitBreaker max_half_open_calls must be >= 1, got 0",
+    ),
 ];
 
 #[test]
@@ -88,9 +199,9 @@ fn every_invalid_field_names_breaker_field_value_and_line() {
     for (format, text, expected) in CASES {
         match Config::from_str_as(text, *format) {
             Ok(_) => wrong.push(format!("{format:?} {text:?}: loaded, expected {expected}")),
-            Err(e) if e.to_string() != *expected => {
-                wrong.push(format!("{format:?} {text:?}:\n   got  {e}\n   want {expected}"))
-            }
+            Err(e) if e.to_string() != *expected => wrong.push(format!(
+                "{format:?} {text:?}:\n   got  {e}\n   want {expected}"
+            )),
             Err(_) => {}
         }
     }
@@ -105,12 +216,19 @@ fn nine_slow_thresholds_are_one_too_many() {
     let err = Config::from_toml_str(&text).unwrap_err();
     assert_eq!(err.field(), Some("tripper"));
     assert_eq!(err.line(), Some(2));
-    assert!(err.message().contains("at most 8 distinct SlowRate thresholds"), "{err}");
+    assert!(
+        err.message()
+            .contains("at most 8 distinct SlowRate thresholds"),
+        "{err}"
+    );
 }
 
 #[test]
 fn errors_carry_their_parts() {
-    let err = Config::from_yaml_str("breakers:\n  search_api:\n    retry: { type: cooldown, duration: 1s, jitter: 2 }\n").unwrap_err();
+    let err = Config::from_yaml_str(
+        "breakers:\n  search_api:\n    retry: { type: cooldown, duration: 1s, jitter: 2 }\n",
+    )
+    .unwrap_err();
     assert_eq!(err.file(), None);
     assert_eq!(err.line(), Some(3));
     assert_eq!(err.breaker(), Some("search_api"));
@@ -121,16 +239,35 @@ fn errors_carry_their_parts() {
 
 #[test]
 fn hostile_input_is_an_error_not_a_panic() {
-    let deep = format!("[breakers.a]\ntripper = \"{}Closed{}\"\n", "(".repeat(10_000), ")".repeat(10_000));
-    assert!(Config::from_toml_str(&deep).unwrap_err().message().contains("nested deeper"));
-    let nots = format!("breakers:\n  a:\n    tripper: \"{}Closed\"\n", "!".repeat(100_000));
+    let deep = format!(
+        "[breakers.a]\ntripper = \"{}Closed{}\"\n",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    assert!(
+        Config::from_toml_str(&deep)
+            .unwrap_err()
+            .message()
+            .contains("nested deeper")
+    );
+    let nots = format!(
+        "breakers:\n  a:\n    tripper: \"{}Closed\"\n",
+        "!".repeat(100_000)
+    );
     assert!(Config::from_yaml_str(&nots).is_err());
-    for text in ["\u{0}", "breakers: 3", "breakers:\n  a: 3\n", "[[breakers]]\n", "defaults = 1\n"] {
+    for text in [
+        "\u{0}",
+        "breakers: 3",
+        "breakers:\n  a: 3\n",
+        "[[breakers]]\n",
+        "defaults = 1\n",
+    ] {
         let _ = Config::from_toml_str(text);
         let _ = Config::from_yaml_str(text);
     }
     let huge = "[breakers.a]\nwindow = { type = \"count\", size = 18446744073709551615 }\nmax_half_open_calls = 18446744073709551615\n";
     assert!(Config::from_toml_str(huge).is_err());
-    let long = "[breakers.a]\nretry = { type = \"cooldown\", duration = \"99999999999999999999h\" }\n";
+    let long =
+        "[breakers.a]\nretry = { type = \"cooldown\", duration = \"99999999999999999999h\" }\n";
     assert!(Config::from_toml_str(long).is_err());
 }

@@ -22,11 +22,19 @@ fn expressions_print_as_they_are_written() {
     }
     // Spacing, redundant parentheses and units are normalised.
     assert_eq!(
-        parse_tripper("((FailureStreak(5)))|(MinRequests( 100 )&FailureRate(0.5))").unwrap().to_string(),
+        parse_tripper("((FailureStreak(5)))|(MinRequests( 100 )&FailureRate(0.5))")
+            .unwrap()
+            .to_string(),
         "FailureStreak(5) | MinRequests(100) & FailureRate(0.5)"
     );
-    assert_eq!(parse_tripper("SlowRate(0.3, 1000ms)").unwrap().to_string(), "SlowRate(0.3, 1s)");
-    assert_eq!(parse_tripper("AvgLatency(90m)").unwrap().to_string(), "AvgLatency(1h30m)");
+    assert_eq!(
+        parse_tripper("SlowRate(0.3, 1000ms)").unwrap().to_string(),
+        "SlowRate(0.3, 1s)"
+    );
+    assert_eq!(
+        parse_tripper("AvgLatency(90m)").unwrap().to_string(),
+        "AvgLatency(1h30m)"
+    );
 }
 
 #[test]
@@ -77,14 +85,34 @@ fn every_rule_of_the_table_parses_and_builds() {
 #[test]
 fn expression_errors_name_the_column() {
     for (text, column, message) in [
-        ("MinRequests(20) & FailureRatio(0.5)", 19, "unknown rule 'FailureRatio'"),
-        ("MinRequests(20) & (FailureRate(0.5)", 36, "expected ')' to close the '(' at column 19"),
-        ("MinRequests(20) && FailureRate(0.5)", 17, "write '&', not '&&'"),
-        ("MinRequests(2.5)", 13, "MinRequests expects a whole number here, got '2.5'"),
+        (
+            "MinRequests(20) & FailureRatio(0.5)",
+            19,
+            "unknown rule 'FailureRatio'",
+        ),
+        (
+            "MinRequests(20) & (FailureRate(0.5)",
+            36,
+            "expected ')' to close the '(' at column 19",
+        ),
+        (
+            "MinRequests(20) && FailureRate(0.5)",
+            17,
+            "write '&', not '&&'",
+        ),
+        (
+            "MinRequests(2.5)",
+            13,
+            "MinRequests expects a whole number here, got '2.5'",
+        ),
         ("SlowRate(0.3)", 13, "SlowRate takes 2 arguments, got 1"),
         ("SlowRate(0.3, 1)", 15, "a duration needs a unit"),
         ("FailureRate", 12, "FailureRate needs arguments"),
-        ("FailureRate(0.5) FailureStreak(2)", 18, "expected '&', '|' or the end"),
+        (
+            "FailureRate(0.5) FailureStreak(2)",
+            18,
+            "expected '&', '|' or the end",
+        ),
         ("Closed |", 9, "expected a name, '(' or '!', found the end"),
     ] {
         let err = parse_tripper(text).unwrap_err();
@@ -95,8 +123,11 @@ fn expression_errors_name_the_column() {
 
 #[test]
 fn unknown_tracker_name_lists_the_known_ones() {
-    let config = Config::from_toml_str("[breakers.payment_api]\ntracker = \"io | timeuot\"\n").unwrap();
-    let known = Trackers::new().add::<std::io::Error>("io").add_fn("timeout", |_| true);
+    let config =
+        Config::from_toml_str("[breakers.payment_api]\ntracker = \"io | timeuot\"\n").unwrap();
+    let known = Trackers::new()
+        .add::<std::io::Error>("io")
+        .add_fn("timeout", |_| true);
     let err = config
         .builder::<fluxgate::CircuitBreaker>("payment_api", &known)
         .unwrap_err();

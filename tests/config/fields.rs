@@ -13,7 +13,10 @@ use crate::{both, breaker, fail, ok, trackers};
 
 /// Builds breaker `a` of both spellings.
 fn each(toml: &str, yaml: &str, clock: &ManualClock) -> Vec<CircuitBreaker> {
-    both(toml, yaml).iter().map(|c| breaker(c, "a", clock)).collect()
+    both(toml, yaml)
+        .iter()
+        .map(|c| breaker(c, "a", clock))
+        .collect()
 }
 
 #[test]
@@ -112,11 +115,13 @@ fn latency_rules_take_durations() {
         &clock,
     ) {
         assert!(ok(&cb));
-        assert!(cb.call(|| {
-            clock.advance(Duration::from_millis(100));
-            Ok::<_, io::Error>(())
-        })
-        .is_ok());
+        assert!(
+            cb.call(|| {
+                clock.advance(Duration::from_millis(100));
+                Ok::<_, io::Error>(())
+            })
+            .is_ok()
+        );
         assert_eq!(cb.state(), State::Open);
     }
     for cb in each(
@@ -187,7 +192,10 @@ fn retry_cooldown_waits_its_duration() {
         open(&cb);
         clock.advance(Duration::from_secs(29));
         let r = fail(&cb).unwrap_err();
-        assert_eq!(r.rejection().unwrap().retry_after(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            r.rejection().unwrap().retry_after(),
+            Some(Duration::from_secs(1))
+        );
         clock.advance(Duration::from_secs(1));
         assert!(ok(&cb));
     }
@@ -203,8 +211,16 @@ fn retry_cooldown_jitter_spreads_the_wait() {
         &clock,
     ) {
         open(&cb);
-        let wait = fail(&cb).unwrap_err().rejection().unwrap().retry_after().unwrap();
-        assert!((Duration::from_secs(50)..=Duration::from_secs(150)).contains(&wait), "{wait:?}");
+        let wait = fail(&cb)
+            .unwrap_err()
+            .rejection()
+            .unwrap()
+            .retry_after()
+            .unwrap();
+        assert!(
+            (Duration::from_secs(50)..=Duration::from_secs(150)).contains(&wait),
+            "{wait:?}"
+        );
     }
 }
 
@@ -233,8 +249,12 @@ fn permit_random_admits_its_share() {
     let clock = ManualClock::new();
     for (ratio, admitted) in [("0", false), ("1.0", true)] {
         for cb in each(
-            &format!("[breakers.a]\ntripper = \"FailureStreak(1)\"\nretry = {{ type = \"always\" }}\npermit = {{ type = \"random\", ratio = {ratio} }}\n"),
-            &format!("breakers:\n  a:\n    tripper: FailureStreak(1)\n    retry: {{ type: always }}\n    permit: {{ type: random, ratio: {ratio} }}\n"),
+            &format!(
+                "[breakers.a]\ntripper = \"FailureStreak(1)\"\nretry = {{ type = \"always\" }}\npermit = {{ type = \"random\", ratio = {ratio} }}\n"
+            ),
+            &format!(
+                "breakers:\n  a:\n    tripper: FailureStreak(1)\n    retry: {{ type: always }}\n    permit: {{ type: random, ratio: {ratio} }}\n"
+            ),
             &clock,
         ) {
             open(&cb);
@@ -255,7 +275,10 @@ fn permit_ramp_up_widens_over_its_duration() {
     ) {
         open(&cb);
         let admitted = (0..2000).filter(|_| cb.admit().is_ok()).count();
-        assert!((100..=400).contains(&admitted), "{admitted} of 2000 at 10 %");
+        assert!(
+            (100..=400).contains(&admitted),
+            "{admitted} of 2000 at 10 %"
+        );
         clock.advance(Duration::from_secs(10));
         assert_eq!((0..100).filter(|_| cb.admit().is_ok()).count(), 100);
     }
@@ -296,7 +319,11 @@ fn measure_durations_times_every_call() {
     ) {
         assert_eq!(slow(&cb), Duration::from_millis(5));
     }
-    for cb in each("[breakers.a]\nmeasure_durations = false\n", "breakers:\n  a:\n    measure_durations: false\n", &clock) {
+    for cb in each(
+        "[breakers.a]\nmeasure_durations = false\n",
+        "breakers:\n  a:\n    measure_durations: false\n",
+        &clock,
+    ) {
         assert_eq!(slow(&cb), Duration::ZERO);
     }
 }
@@ -344,7 +371,10 @@ fn forced_open_rejects_and_metrics_only_never_opens() {
     assert_eq!(shadow.state(), State::MetricsOnly);
     assert_eq!(shadow.info().metric.failure_count, 1);
     let off = breaker(&config, "off", &clock);
-    assert_eq!(fail(&off).unwrap_err().rejection().unwrap().state(), State::ForcedOpen);
+    assert_eq!(
+        fail(&off).unwrap_err().rejection().unwrap().state(),
+        State::ForcedOpen
+    );
 }
 
 #[test]
@@ -360,7 +390,10 @@ fn defaults_fill_what_a_breaker_leaves_out() {
     assert_eq!(a.window, fluxgate::config::WindowConfig::Count(100));
     assert_eq!(a.tripper.to_string(), "MinRequests(100) & FailureRate(0.5)");
     // An empty file is D-1 with no breakers.
-    for empty in [Config::from_toml_str("").unwrap(), Config::from_yaml_str("# nothing\n").unwrap()] {
+    for empty in [
+        Config::from_toml_str("").unwrap(),
+        Config::from_yaml_str("# nothing\n").unwrap(),
+    ] {
         assert_eq!(empty, Config::default());
     }
 }
@@ -373,7 +406,9 @@ async fn the_async_face_builds_from_the_same_config() {
     );
     let cb: AsyncCircuitBreaker = config.build("a", &trackers()).unwrap();
     for _ in 0..2 {
-        let _ = cb.call(|| async { Err::<(), _>(io::Error::other("boom")) }).await;
+        let _ = cb
+            .call(|| async { Err::<(), _>(io::Error::other("boom")) })
+            .await;
     }
     assert_eq!(cb.state(), State::Open);
     let b = config

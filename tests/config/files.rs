@@ -1,9 +1,9 @@
 //! The annotated example files of docs/config: they load, TOML and YAML agree, and the
 //! breakers they describe behave as the comments say.
 
+use fluxgate::State;
 use fluxgate::clock::ManualClock;
 use fluxgate::config::{Config, InitialState, PermitConfig, RetryConfig, WindowConfig};
-use fluxgate::State;
 use std::time::Duration;
 
 use crate::{both, breaker, fail, trackers};
@@ -16,7 +16,13 @@ fn the_example_files_load_and_agree() {
     let [toml, _yaml] = both(TOML, YAML);
     assert_eq!(
         toml.names().collect::<Vec<_>>(),
-        ["inventory_api", "legacy_reports", "payment_api", "recommendations", "search_api"]
+        [
+            "inventory_api",
+            "legacy_reports",
+            "payment_api",
+            "recommendations",
+            "search_api"
+        ]
     );
     toml.check(&trackers()).unwrap();
     // D-1 spelled out in [defaults] is D-1.
@@ -40,7 +46,10 @@ fn the_example_files_load_and_agree() {
     assert_eq!(toml.get("inventory_api").permit, PermitConfig::Random(0.5));
     assert_eq!(
         toml.get("inventory_api").retry,
-        RetryConfig::Cooldown { duration: Duration::from_secs(90), jitter: 0.2 }
+        RetryConfig::Cooldown {
+            duration: Duration::from_secs(90),
+            jitter: 0.2
+        }
     );
     assert_eq!(toml.get("recommendations").state, InitialState::MetricsOnly);
     assert_eq!(toml.get("legacy_reports").retry, RetryConfig::Never);
@@ -98,6 +107,44 @@ fn a_file_is_read_by_its_extension() {
     std::fs::write(&bad, "breakers:\n  a:\n    windw: {}\n").unwrap();
     let err = Config::from_path(&bad).unwrap_err();
     assert_eq!(err.file(), Some(bad.display().to_string().as_str()));
-    assert!(err.to_string().starts_with(&format!("{}, line 3: breaker \"a\"", bad.display())), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}, line 3: breaker \"a\"", bad.display())),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_configuration_page_shows_the_example_files_as_they_are() {
+    let page = include_str!("../../docs/configuration.md");
+    assert!(
+        page.contains(&format!("```toml\n{TOML}```")),
+        "docs/configuration.md differs from docs/config/breakers.toml"
+    );
+    assert!(
+        page.contains(&format!("```yaml\n{YAML}```")),
+        "docs/configuration.md differs from docs/config/breakers.yaml"
+    );
+}
+
+#[test]
+fn the_demo_file_describes_the_demo_breakers() {
+    let config = Config::from_toml_str(include_str!("../../demo/breakers.toml")).unwrap();
+    assert_eq!(
+        config.names().collect::<Vec<_>>(),
+        ["inventory_api", "payment_api", "search_api"]
+    );
+    config.check(&trackers()).unwrap();
+    assert_eq!(config.get("inventory_api").window, WindowConfig::Count(20));
+    assert_eq!(
+        config.get("search_api").window,
+        WindowConfig::Time(Duration::from_secs(5))
+    );
+    let clock = ManualClock::new();
+    let inventory = breaker(&config, "inventory_api", &clock);
+    for _ in 0..5 {
+        let _ = fail(&inventory);
+    }
+    assert_eq!(inventory.state(), State::Open);
 }

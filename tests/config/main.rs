@@ -12,9 +12,9 @@ mod files;
 
 use std::io;
 
+use fluxgate::CircuitBreaker;
 use fluxgate::clock::ManualClock;
 use fluxgate::config::{Breaker, Config, Trackers};
-use fluxgate::CircuitBreaker;
 
 /// The same configuration written in TOML and in YAML: both load, and are equal.
 pub(crate) fn both(toml: &str, yaml: &str) -> [Config; 2] {
