@@ -48,6 +48,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod build;
+mod changes;
 mod config;
 mod duration;
 mod error;
@@ -58,6 +59,7 @@ pub mod rules;
 mod trackers;
 
 pub use crate::build::Breaker;
+pub use crate::changes::Changes;
 pub use crate::config::{Config, Format};
 pub use crate::duration::{format_duration, parse_duration};
 pub use crate::error::{Error, Scope};
