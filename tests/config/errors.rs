@@ -55,7 +55,7 @@ const CASES: &[(Format, &str, &str)] = &[
     (
         Format::Yaml,
         "breakers:\n  a: [1\n",
-        "line 2: breaker \"a\": invalid type: sequence, expected struct RawBreaker",
+        "line 2: breaker \"a\": invalid type: sequence, expected a table of breaker fields",
     ),
     (
         Format::Yaml,

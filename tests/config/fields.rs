@@ -389,6 +389,10 @@ fn defaults_fill_what_a_breaker_leaves_out() {
     // Fields neither sets are D-1's.
     assert_eq!(a.window, fluxgate::config::WindowConfig::Count(100));
     assert_eq!(a.tripper.to_string(), "MinRequests(100) & FailureRate(0.5)");
+    // In YAML, a name with nothing after it is a breaker with the defaults.
+    let bare = Config::from_yaml_str("defaults:\nbreakers:\n  a:\n  b: {}\n").unwrap();
+    assert_eq!(bare.names().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(bare.get("a"), bare.defaults());
     // An empty file is D-1 with no breakers.
     for empty in [
         Config::from_toml_str("").unwrap(),

@@ -312,8 +312,9 @@ fn load(text: &str, format: Format, file: Option<String>) -> Result<Config, Erro
         );
         e
     };
+    let none = RawBreaker::default();
     let defaults = resolve(
-        &raw.defaults,
+        raw.defaults.as_ref().unwrap_or(&none),
         &BreakerConfig::default(),
         &Scope::Defaults,
         &at,
@@ -321,6 +322,7 @@ fn load(text: &str, format: Format, file: Option<String>) -> Result<Config, Erro
     let mut breakers = BTreeMap::new();
     let mut own = BTreeMap::new();
     for (name, section) in &raw.breakers {
+        let section = section.as_ref().unwrap_or(&none);
         let scope = Scope::Breaker(name.clone());
         breakers.insert(name.clone(), resolve(section, &defaults, &scope, &at)?);
         own.insert(name.clone(), set_fields(section));

@@ -199,16 +199,20 @@ impl Default for BreakerConfig {
 // by field, so that every error can name its breaker, field and line.
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table with `defaults` and `breakers`"
+)]
 pub(crate) struct RawFile {
+    // `Option`: YAML's `payment_api:` with nothing after it (null) means "all defaults".
     #[serde(default)]
-    pub(crate) defaults: RawBreaker,
+    pub(crate) defaults: Option<RawBreaker>,
     #[serde(default)]
-    pub(crate) breakers: std::collections::BTreeMap<String, RawBreaker>,
+    pub(crate) breakers: std::collections::BTreeMap<String, Option<RawBreaker>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table of breaker fields")]
 pub(crate) struct RawBreaker {
     pub(crate) window: Option<RawWindow>,
     pub(crate) tracker: Option<String>,
@@ -228,7 +232,10 @@ pub(crate) enum WindowKind {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a window table such as { type = \"count\", size = 100 }"
+)]
 pub(crate) struct RawWindow {
     #[serde(rename = "type")]
     pub(crate) kind: WindowKind,
@@ -246,7 +253,10 @@ pub(crate) enum RetryKind {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a retry table such as { type = \"cooldown\", duration = \"60s\" }"
+)]
 pub(crate) struct RawRetry {
     #[serde(rename = "type")]
     pub(crate) kind: RetryKind,
@@ -266,7 +276,10 @@ pub(crate) enum PermitKind {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a permit table such as { type = \"ramp_up\", initial = 0.1, final = 1.0, duration = \"60s\" }"
+)]
 pub(crate) struct RawPermit {
     #[serde(rename = "type")]
     pub(crate) kind: PermitKind,
