@@ -139,6 +139,18 @@ fn unknown_tracker_name_lists_the_known_ones() {
     assert_eq!(err.breaker(), Some("payment_api"));
     assert_eq!(err.field(), Some("tracker"));
     assert_eq!(config.check(&known).unwrap_err(), err);
+    // The value is shown as written, so the column points into it; a tracker inherited
+    // from [defaults] is reported there.
+    let spaced =
+        Config::from_yaml_str("defaults:\n  tracker: \"io|(timeuot)\"\nbreakers:\n  b: {}\n")
+            .unwrap();
+    assert_eq!(
+        spaced
+            .builder::<fluxgate::CircuitBreaker>("b", &known)
+            .unwrap_err()
+            .to_string(),
+        "line 2: defaults, field tracker = \"io|(timeuot)\": column 5: unknown tracker 'timeuot' (known: All, io, timeout)"
+    );
     // Arguments after a tracker name are a syntax error.
     assert_eq!(parse_tracker("io(1)").unwrap_err().column, 3);
 }

@@ -80,6 +80,9 @@ pub struct Config {
     pub(crate) breakers: BTreeMap<String, BreakerConfig>,
     /// The fields each breaker's own section sets (the others come from `[defaults]`).
     pub(crate) own: BTreeMap<String, BTreeSet<&'static str>>,
+    /// Tracker expressions as written (`None`: the defaults'), so that an unknown name's
+    /// column matches the value the error shows.
+    pub(crate) tracker_text: BTreeMap<Option<String>, String>,
     pub(crate) lines: Lines,
 }
 
@@ -91,6 +94,7 @@ impl Default for Config {
             defaults: BreakerConfig::default(),
             breakers: BTreeMap::new(),
             own: BTreeMap::new(),
+            tracker_text: BTreeMap::new(),
             lines: Lines::default(),
         }
     }
@@ -241,12 +245,12 @@ impl Config {
             None => &self.defaults,
         };
         trackers.check(&config.tracker).map_err(|e| {
-            self.error_at(
-                name,
-                "tracker",
-                Some(quote(&config.tracker.to_string())),
-                e.to_string(),
-            )
+            let e = self.error_at(name, "tracker", None, e.to_string());
+            let key = e.breaker().map(str::to_owned);
+            let text = self.tracker_text.get(&key).cloned();
+            let mut e = e;
+            e.0.value = Some(quote(&text.unwrap_or_else(|| config.tracker.to_string())));
+            e
         })
     }
 
@@ -326,6 +330,14 @@ fn load(text: &str, format: Format, file: Option<String>) -> Result<Config, Erro
         let scope = Scope::Breaker(name.clone());
         breakers.insert(name.clone(), resolve(section, &defaults, &scope, &at)?);
         own.insert(name.clone(), set_fields(section));
+    }
+    if let Some(t) = raw.defaults.as_ref().and_then(|d| d.tracker.clone()) {
+        config.tracker_text.insert(None, t);
+    }
+    for (name, section) in &raw.breakers {
+        if let Some(t) = section.as_ref().and_then(|s| s.tracker.clone()) {
+            config.tracker_text.insert(Some(name.clone()), t);
+        }
     }
     config.defaults = defaults;
     config.breakers = breakers;
