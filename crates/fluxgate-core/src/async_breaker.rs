@@ -37,6 +37,9 @@ impl Face for AsyncCircuitBreaker {
     fn from_core(core: Arc<Core>) -> Self {
         AsyncCircuitBreaker { core }
     }
+    fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
 }
 
 impl fmt::Debug for AsyncCircuitBreaker {

@@ -36,6 +36,9 @@ impl Face for CircuitBreaker {
     fn from_core(core: Arc<Core>) -> Self {
         CircuitBreaker { core }
     }
+    fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
 }
 
 impl fmt::Debug for CircuitBreaker {

@@ -76,6 +76,8 @@ impl<F> fmt::Debug for Builder<F> {
 pub trait Face: Sized {
     #[doc(hidden)]
     fn from_core(core: Arc<Core>) -> Self;
+    #[doc(hidden)]
+    fn core(&self) -> &Arc<Core>;
 }
 
 impl<F: Face> Builder<F> {
@@ -199,13 +201,18 @@ impl<F: Face> Builder<F> {
     /// let err = fluxgate_core::CircuitBreaker::builder("x").max_half_open_calls(0).build().unwrap_err();
     /// assert_eq!(err.to_string(), "CircuitBreaker max_half_open_calls must be >= 1, got 0");
     /// ```
-    pub fn build(mut self) -> Result<F, ConfigError> {
+    pub fn build(self) -> Result<F, ConfigError> {
+        self.assemble(None).map(|(face, _)| face)
+    }
+
+    /// Checks every component the way `build()` does, without building anything or
+    /// telling any listener (a dry run for configuration that is applied later).
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         self.window.validate()?;
         self.tripper.validate()?;
         self.retry.validate()?;
         self.permit.validate()?;
-        let max = u32::try_from(self.max_half_open_calls).unwrap_or(u32::MAX);
-        if max == 0 {
+        if self.max_half_open_calls == 0 {
             return Err(ConfigError::new(
                 "CircuitBreaker",
                 "max_half_open_calls",
@@ -223,18 +230,42 @@ impl<F: Face> Builder<F> {
                 "at most 8 distinct thresholds per breaker",
             ));
         }
+        Ok(())
+    }
+
+    /// Builds the breaker that takes over from `old` (live reconfiguration): `old`'s
+    /// state, epoch, reopens and time of change carry over, and its window too when the
+    /// two windows have the same shape; `old` is retired (see `Core::succeed`).
+    pub(crate) fn build_succeeding(self, old: &Arc<Core>) -> Result<(F, Succession), ConfigError> {
+        let (face, succession) = self.assemble(Some(old))?;
+        let succession = succession.unwrap_or_else(|| Succession {
+            state: face.core().state(),
+            window_kept: false,
+            old_window: None,
+            new_window: None,
+        });
+        Ok((face, succession))
+    }
+
+    fn assemble(mut self, old: Option<&Arc<Core>>) -> Result<(F, Option<Succession>), ConfigError> {
+        self.check()?;
+        let max = u32::try_from(self.max_half_open_calls).unwrap_or(u32::MAX);
+        let mut thresholds = Vec::new();
+        self.tripper.slow_thresholds(&mut thresholds);
         self.window.set_slow_thresholds(&thresholds);
         let time_calls = self.measure_durations || self.tripper.needs_durations();
-        for l in &self.listeners {
-            l.on_attach(&self.name, State::Closed);
-        }
-        for l in &self.async_listeners {
-            l.on_attach(&self.name, State::Closed);
-        }
+        let new_shape = self.window.shape();
+        let shared = old.filter(|old| new_shape.is_some() && old.window_shape() == new_shape);
+        let window: Arc<AnyWindow> = match shared {
+            Some(old) => old.window().clone(),
+            None => Arc::new(self.window),
+        };
+        let listeners = self.listeners.clone();
+        let async_listeners = self.async_listeners.clone();
         let hook = async_hook(self.async_listeners, self.spawner);
-        let core = Core::new(Parts {
-            name: self.name,
-            window: self.window,
+        let core = Arc::new(Core::new(Parts {
+            name: self.name.clone(),
+            window,
             tracker: self.tracker,
             tripper: self.tripper,
             retry: self.retry,
@@ -244,7 +275,36 @@ impl<F: Face> Builder<F> {
             max_half_open_calls: max,
             listeners: self.listeners,
             hook,
-        });
-        Ok(F::from_core(Arc::new(core)))
+        }));
+        let (state, succession) = match old {
+            Some(old) => {
+                let old_shape = old.window_shape();
+                let state = core.succeed(old, shared.is_some());
+                let succession = Succession {
+                    state,
+                    window_kept: shared.is_some(),
+                    old_window: old_shape,
+                    new_window: new_shape,
+                };
+                (state, Some(succession))
+            }
+            None => (State::Closed, None),
+        };
+        for l in &listeners {
+            l.on_attach(&self.name, state);
+        }
+        for l in &async_listeners {
+            l.on_attach(&self.name, state);
+        }
+        Ok((F::from_core(core), succession))
     }
+}
+
+/// What a live reconfiguration carried over (see `Builder::build_succeeding`).
+#[derive(Debug, Clone)]
+pub(crate) struct Succession {
+    pub(crate) state: State,
+    pub(crate) window_kept: bool,
+    pub(crate) old_window: Option<String>,
+    pub(crate) new_window: Option<String>,
 }

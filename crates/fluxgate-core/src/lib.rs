@@ -43,6 +43,12 @@
 //!   call is admitted, and dropping it mid-flight records nothing.
 //! - [`Ticket`]: the two-phase `admit` / `record` API both faces are built on.
 //!
+//! ## Many breakers
+//! - [`registry::Registry`]: named breakers from one template plus per-name overrides,
+//!   listed, reset, removed and reconfigured live.
+//! - [`keyed::Keyed`]: one breaker per key (host, tenant), bounded, evicting only idle
+//!   closed breakers.
+//!
 //! ## Features
 //! | feature | adds |
 //! |---|---|
@@ -60,10 +66,13 @@ pub mod clock;
 mod core;
 mod error;
 pub mod interfaces;
+pub mod keyed;
 pub mod listeners;
 mod metric;
 pub mod permits;
+pub mod registry;
 pub mod retries;
+mod shards;
 mod signal;
 mod state;
 mod sync;

@@ -35,6 +35,9 @@ use tower_service::Service;
 
 use crate::{AsyncCircuitBreaker, CallNotPermitted, Error, Outcome, Ticket};
 
+mod keyed;
+pub use keyed::{Authority, KeyOf, KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
+
 /// Decides how a service result counts (CF-4).
 ///
 /// Closures `Fn(&Result<T, E>) -> Outcome` implement it.

@@ -58,6 +58,11 @@ pub(crate) trait SignalHook: Send + Sync {
 
     /// Signals this hook has coalesced so far.
     fn coalesced(&self) -> u64;
+
+    /// The breaker `circuit_name` is retired (`on_detach` of every async listener).
+    fn detach(&self, circuit_name: &str) {
+        let _ = circuit_name;
+    }
 }
 
 /// A bounded, coalescing line of signals.
@@ -290,6 +295,27 @@ impl Dispatcher {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
             line.waiters -= 1;
+        }
+    }
+
+    /// Calls `on_detach` on every listener, then the hook's; panics are contained.
+    pub(crate) fn detach(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        for l in &shared.listeners {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.on_detach(&shared.name))) {
+                tracing::error!(
+                    target: "fluxgate",
+                    circuit = &*shared.name,
+                    listener = l.name(),
+                    panic = panic_message(&*panic),
+                    "listener panicked in on_detach"
+                );
+            }
+        }
+        if let Some(hook) = &shared.hook {
+            hook.detach(&shared.name);
         }
     }
 

@@ -119,11 +119,16 @@ pub struct Info {
 
 struct Transitions {
     changed_wall: SystemTime,
+    /// Set when a registry or keyed breaker hands this breaker over to a successor or
+    /// drops it: a retired core never makes another transition (`succeed`, `retire`).
+    retired: bool,
 }
 
 pub(crate) struct Parts {
     pub(crate) name: Arc<str>,
-    pub(crate) window: AnyWindow,
+    /// Shared with a successor on live reconfiguration; the built-in windows are still
+    /// called without a vtable.
+    pub(crate) window: Arc<AnyWindow>,
     pub(crate) tracker: Box<dyn Tracker>,
     pub(crate) tripper: Box<dyn Tripper>,
     pub(crate) retry: Box<dyn Retry>,
@@ -155,7 +160,7 @@ pub struct Core {
     /// cannot change its answer, so it is neither recorded nor asked.
     quiet_successes: bool,
     max_half_open_calls: u32,
-    window: AnyWindow,
+    window: Arc<AnyWindow>,
     tracker: Box<dyn Tracker>,
     tripper: Box<dyn Tripper>,
     retry: Box<dyn Retry>,
@@ -208,7 +213,10 @@ impl Core {
             permit: p.permit,
             clock: p.clock,
             dispatch,
-            transitions: Mutex::new(Transitions { changed_wall: wall }),
+            transitions: Mutex::new(Transitions {
+                changed_wall: wall,
+                retired: false,
+            }),
         }
     }
 
@@ -481,7 +489,7 @@ impl Core {
     pub(crate) fn transition(&self, expect: Option<u64>, to: State, notify: bool) -> bool {
         let mut t = self.lock();
         let current = self.word.load(Ordering::Acquire);
-        if expect.is_some_and(|e| e != current) {
+        if t.retired || expect.is_some_and(|e| e != current) {
             return false;
         }
         let from = state_of(current);
@@ -541,5 +549,87 @@ impl Core {
             return 0;
         }
         count_in(self.half_open.load(Ordering::Acquire), epoch_of(word)).unwrap_or(0) as u32
+    }
+
+    // ---- Fleet hooks (registry, keyed breakers): never on the call path. ----
+
+    pub(crate) fn window(&self) -> &Arc<AnyWindow> {
+        &self.window
+    }
+
+    pub(crate) fn window_shape(&self) -> Option<String> {
+        self.window.shape()
+    }
+
+    /// Signals queued or being delivered.
+    pub(crate) fn pending_signals(&self) -> usize {
+        self.dispatch.pending()
+    }
+
+    /// This (new, unpublished) core takes over from `old`: state and epoch, failure
+    /// streak, reopens, jitter seed and the time of the last change carry over; the
+    /// half-open slots start free (calls in flight on `old` finish there). With
+    /// `window_shared` both cores hold one window, tagged with the epoch they share, so
+    /// its contents stay valid; otherwise this core's own, empty window moves to the
+    /// inherited epoch. `old` is retired in the same critical section, so no transition
+    /// of it can slip in after the state was read: it never advances the shared window
+    /// again, and an outcome it records later is either of the shared epoch (a real
+    /// outcome, counted) or late (discarded by the window, which compares full
+    /// generations). An `open` old core is frozen as `forced_open` (its retry policy
+    /// would otherwise try a transition that can no longer happen). Returns the state.
+    pub(crate) fn succeed(&self, old: &Core, window_shared: bool) -> State {
+        let mut retiring = old.lock();
+        let word = old.word.load(Ordering::Acquire);
+        let epoch = epoch_of(word);
+        let state = state_of(word);
+        let elapsed = old.since_change(old.clock.now_nanos());
+        {
+            let mut t = self.lock();
+            if !window_shared {
+                self.window.advance(epoch);
+            }
+            self.streak
+                .store(old.streak.load(Ordering::Acquire), Ordering::Release);
+            self.half_open.store(counted(epoch, 0), Ordering::Release);
+            self.seed
+                .store(old.seed.load(Ordering::Acquire), Ordering::Release);
+            self.reopens
+                .store(old.reopens.load(Ordering::Acquire), Ordering::Release);
+            let now = self.clock.now_nanos();
+            let elapsed = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            self.changed
+                .store(now.saturating_sub(elapsed), Ordering::Release);
+            self.word.store(word, Ordering::Release);
+            t.changed_wall = retiring.changed_wall;
+        }
+        Self::freeze(old, &mut retiring);
+        state
+    }
+
+    /// Retires this core (it never changes state again; see `succeed`); with
+    /// `only_if_closed`, only if it is `closed`, decided under the transition lock so that
+    /// no concurrent trip is lost. Whether it was retired by this call.
+    pub(crate) fn retire(&self, only_if_closed: bool) -> bool {
+        let mut t = self.lock();
+        if t.retired || (only_if_closed && self.state() != State::Closed) {
+            return false;
+        }
+        Self::freeze(self, &mut t);
+        true
+    }
+
+    fn freeze(core: &Core, t: &mut Transitions) {
+        t.retired = true;
+        let word = core.word.load(Ordering::Acquire);
+        if state_of(word) == State::Open {
+            core.word
+                .store(pack(State::ForcedOpen, epoch_of(word)), Ordering::Release);
+        }
+    }
+
+    /// Tells every listener, sync and async, that this breaker is retired
+    /// (`Listener::on_detach`); a panicking listener is contained.
+    pub(crate) fn detach_listeners(&self) {
+        self.dispatch.detach();
     }
 }

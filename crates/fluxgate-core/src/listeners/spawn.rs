@@ -277,6 +277,21 @@ impl SignalHook for AsyncHook {
     fn coalesced(&self) -> u64 {
         self.coalesced.load(Ordering::Relaxed)
     }
+
+    fn detach(&self, circuit_name: &str) {
+        for lane in &self.lanes {
+            let detach = AssertUnwindSafe(|| lane.listener.on_detach(circuit_name));
+            if let Err(panic) = catch_unwind(detach) {
+                tracing::error!(
+                    target: "fluxgate",
+                    circuit = circuit_name,
+                    listener = lane.listener.name(),
+                    panic = panic_message(&*panic),
+                    "async listener panicked in on_detach"
+                );
+            }
+        }
+    }
 }
 
 impl Lane {

@@ -230,6 +230,13 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Window for CountWindow {
+    fn shape(&self) -> Option<String> {
+        Some(super::describe(
+            format_args!("count({})", self.size),
+            &self.thresholds,
+        ))
+    }
+
     #[inline]
     fn record(&self, generation: u64, now_nanos: u64, record: Record) {
         self.record_changed(generation, now_nanos, record);

@@ -110,6 +110,31 @@ pub trait Window: Send + Sync + 'static {
     fn validate(&self) -> Result<(), ConfigError> {
         Ok(())
     }
+
+    /// What the window keeps, as a short description (`"count(100)"`,
+    /// `"time(60s) slow>=[1s]"`), or `None` if unknown. A live reconfiguration
+    /// (`registry::Registry::reconfigure`) keeps a breaker's window, contents included,
+    /// when the old and the new window have the same shape, and starts an empty one
+    /// otherwise; a window without a shape is never kept. The default is `None`.
+    ///
+    /// ```
+    /// use fluxgate_core::windows::{CountWindow, Window};
+    /// assert_eq!(CountWindow::new(100).shape().as_deref(), Some("count(100)"));
+    /// ```
+    fn shape(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The shape description of the built-in windows: `kind(size)`, then the slow-call
+/// thresholds when there are any.
+pub(crate) fn describe(kind: std::fmt::Arguments<'_>, thresholds: &[(u64, Duration)]) -> String {
+    let mut s = kind.to_string();
+    if !thresholds.is_empty() {
+        let t: Vec<String> = thresholds.iter().map(|(_, d)| format!("{d:?}")).collect();
+        s.push_str(&format!(" slow>=[{}]", t.join(",")));
+    }
+    s
 }
 
 impl<W: Window + ?Sized> Window for Box<W> {
@@ -139,6 +164,9 @@ impl<W: Window + ?Sized> Window for Box<W> {
     }
     fn validate(&self) -> Result<(), ConfigError> {
         (**self).validate()
+    }
+    fn shape(&self) -> Option<String> {
+        (**self).shape()
     }
 }
 
@@ -227,5 +255,8 @@ impl Window for AnyWindow {
     }
     fn validate(&self) -> Result<(), ConfigError> {
         each_window!(self, w => w.validate())
+    }
+    fn shape(&self) -> Option<String> {
+        each_window!(self, w => w.shape())
     }
 }

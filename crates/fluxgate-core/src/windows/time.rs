@@ -464,6 +464,13 @@ fn add(word: &AtomicU64, tag: u64, n: u64, late: impl Fn() -> bool) -> bool {
 }
 
 impl Window for TimeWindow {
+    fn shape(&self) -> Option<String> {
+        Some(super::describe(
+            format_args!("time({:?})", self.span),
+            &self.thresholds,
+        ))
+    }
+
     fn record(&self, generation: u64, now_nanos: u64, record: Record) {
         if self.words.is_empty() {
             return;
