@@ -9,6 +9,7 @@ mod errors;
 mod expressions;
 mod fields;
 mod files;
+mod reload;
 
 use std::io;
 

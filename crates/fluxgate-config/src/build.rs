@@ -1,9 +1,10 @@
 //! Configuration → `Builder<F>` for both faces, and the initial state after `build()`.
 
 use fluxgate_core::permits::{self, RampUp, Random};
+use fluxgate_core::registry::{Configure, Reconfigured, Registry, RegistryBuilder};
 use fluxgate_core::retries::{Always, Backoff, Cooldown, Never};
 use fluxgate_core::windows::{CountWindow, TimeWindow};
-use fluxgate_core::{AsyncCircuitBreaker, Builder, CircuitBreaker};
+use fluxgate_core::{AsyncCircuitBreaker, Builder, CircuitBreaker, ConfigError};
 
 use crate::config::{Config, quote};
 use crate::error::Error;
@@ -40,12 +41,36 @@ pub trait Breaker: sealed::Sealed + Sized + Send + Sync + 'static {
 
     /// Builds.
     #[doc(hidden)]
-    fn finish(builder: Builder<Self>) -> Result<Self, fluxgate_core::ConfigError>;
+    fn finish(builder: Builder<Self>) -> Result<Self, ConfigError>;
 
     /// Puts the breaker in `state` without notifying listeners (SM-13's silent forms);
     /// `Closed` resets it silently.
     fn enter_silently(&self, state: InitialState);
+
+    /// The registry's operations for this face (the registry's bounds name a trait of
+    /// the core that is not public, so they are reached through this one).
+    #[doc(hidden)]
+    fn fleet() -> &'static dyn FleetOps<Self>;
 }
+
+/// A registry's operations for one face (hidden plumbing of [`Breaker`]).
+#[doc(hidden)]
+pub trait FleetOps<B>: Sync {
+    fn builder(&self) -> RegistryBuilder<B>;
+    fn defaults(&self, b: RegistryBuilder<B>, c: Configure<B>) -> RegistryBuilder<B>;
+    fn get_or_create(&self, r: &Registry<B>, name: &str) -> Result<B, ConfigError>;
+    fn get(&self, r: &Registry<B>, name: &str) -> Option<B>;
+    fn names(&self, r: &Registry<B>) -> Vec<String>;
+    fn remove(&self, r: &Registry<B>, name: &str) -> bool;
+    fn reconfigure(
+        &self,
+        r: &Registry<B>,
+        name: &str,
+        c: Configure<B>,
+    ) -> Result<Option<Reconfigured>, ConfigError>;
+}
+
+struct Ops;
 
 macro_rules! face {
     ($t:ty) => {
@@ -97,8 +122,11 @@ macro_rules! face {
                 b.max_half_open_calls(c.max_half_open_calls)
                     .measure_durations(c.measure_durations)
             }
-            fn finish(builder: Builder<Self>) -> Result<Self, fluxgate_core::ConfigError> {
+            fn finish(builder: Builder<Self>) -> Result<Self, ConfigError> {
                 builder.build()
+            }
+            fn fleet() -> &'static dyn FleetOps<Self> {
+                &Ops
             }
             fn enter_silently(&self, state: InitialState) {
                 match state {
@@ -107,6 +135,35 @@ macro_rules! face {
                     InitialState::ForcedOpen => self.force_open_silently(),
                     InitialState::Disabled => self.disable_silently(),
                 }
+            }
+        }
+
+        impl FleetOps<$t> for Ops {
+            fn builder(&self) -> RegistryBuilder<$t> {
+                Registry::<$t>::builder()
+            }
+            fn defaults(&self, b: RegistryBuilder<$t>, c: Configure<$t>) -> RegistryBuilder<$t> {
+                b.defaults(move |b| c(b))
+            }
+            fn get_or_create(&self, r: &Registry<$t>, name: &str) -> Result<$t, ConfigError> {
+                r.get_or_create(name)
+            }
+            fn get(&self, r: &Registry<$t>, name: &str) -> Option<$t> {
+                r.get(name)
+            }
+            fn names(&self, r: &Registry<$t>) -> Vec<String> {
+                r.names()
+            }
+            fn remove(&self, r: &Registry<$t>, name: &str) -> bool {
+                r.remove(name)
+            }
+            fn reconfigure(
+                &self,
+                r: &Registry<$t>,
+                name: &str,
+                c: Configure<$t>,
+            ) -> Result<Option<Reconfigured>, ConfigError> {
+                r.reconfigure(name, move |b| c(b))
             }
         }
     };

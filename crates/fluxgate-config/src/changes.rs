@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use fluxgate_core::registry::Reconfigured;
+
 use crate::config::Config;
 
 /// The difference between two configurations, by breaker name (each list sorted).
@@ -34,6 +36,9 @@ pub struct Changes {
     pub unchanged: Vec<String>,
     /// Whether `[defaults]` changed (breakers the files do not name follow it).
     pub defaults_changed: bool,
+    /// What the registry carried over for each breaker it reconfigured (filled by
+    /// [`Live::apply`](crate::Live::apply)).
+    pub reconfigured: Vec<Reconfigured>,
 }
 
 impl Changes {

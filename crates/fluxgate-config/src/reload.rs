@@ -1,134 +1,143 @@
-//! Live reconfiguration: a new file applied to running breakers. Unchanged breakers are
-//! not touched, changed ones are reconfigured in place (keeping their state), removed
-//! ones retired, new ones created — after everything was checked, so a bad file changes
-//! nothing.
+//! A [`Registry`] run from a configuration file, and live reconfiguration: a new file
+//! applied to running breakers. Unchanged breakers are not touched, changed ones are
+//! reconfigured in place (keeping their state, and their window when its shape did not
+//! change), removed ones retired, new ones created — after everything was checked, so a
+//! bad file changes nothing.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
-use fluxgate_core::{Builder, ConfigError};
+use fluxgate_core::Builder;
+use fluxgate_core::registry::{Configure, Registry, RegistryBuilder};
 
 use crate::build::Breaker;
 use crate::changes::Changes;
 use crate::config::Config;
 use crate::error::Error;
-use crate::model::InitialState;
+use crate::model::BreakerConfig;
 use crate::trackers::Trackers;
 
-/// The operations a live reload needs from a set of named breakers.
+/// The configuration a [`Registry`] runs with, and the one way to change it.
 ///
 /// ```
-/// use std::collections::BTreeMap;
-/// use std::sync::Mutex;
-/// use fluxgate_config::{Breaker, Fleet, InitialState};
-/// use fluxgate_core::{Builder, CircuitBreaker, ConfigError};
-///
-/// /// Rebuilds a breaker on every change (so it loses its state; a registry keeps it).
-/// #[derive(Default)]
-/// struct Map(Mutex<BTreeMap<String, CircuitBreaker>>);
-///
-/// impl Fleet for Map {
-///     type Breaker = CircuitBreaker;
-///     fn names(&self) -> Vec<String> { self.0.lock().unwrap().keys().cloned().collect() }
-///     fn create(&self, name: &str, b: Builder<CircuitBreaker>, state: InitialState) -> Result<(), ConfigError> {
-///         let cb = b.build()?;
-///         cb.enter_silently(state);
-///         self.0.lock().unwrap().insert(name.to_owned(), cb);
-///         Ok(())
-///     }
-///     fn reconfigure(&self, name: &str, b: Builder<CircuitBreaker>) -> Result<(), ConfigError> {
-///         self.create(name, b, InitialState::Closed)
-///     }
-///     fn retire(&self, name: &str) { self.0.lock().unwrap().remove(name); }
-/// }
-/// # let _ = Map::default();
-/// ```
-pub trait Fleet {
-    /// The face of its breakers.
-    type Breaker: Breaker;
-
-    /// The names of the breakers it holds.
-    fn names(&self) -> Vec<String>;
-
-    /// Adds a breaker built from `builder`, put in `state` silently.
-    fn create(
-        &self,
-        name: &str,
-        builder: Builder<Self::Breaker>,
-        state: InitialState,
-    ) -> Result<(), ConfigError>;
-
-    /// Gives a running breaker the components of `builder`, keeping its state.
-    fn reconfigure(&self, name: &str, builder: Builder<Self::Breaker>) -> Result<(), ConfigError>;
-
-    /// Retires a breaker (its listeners are detached).
-    fn retire(&self, name: &str);
-}
-
-/// The configuration a fleet of breakers runs with, and the one way to change it.
-///
-/// ```
-/// # use std::collections::BTreeMap;
-/// # use std::sync::Mutex;
-/// # use fluxgate_config::{Breaker, Fleet, InitialState};
-/// # use fluxgate_core::{Builder, CircuitBreaker, ConfigError};
-/// # #[derive(Default)]
-/// # struct Map(Mutex<BTreeMap<String, CircuitBreaker>>);
-/// # impl Fleet for Map {
-/// #     type Breaker = CircuitBreaker;
-/// #     fn names(&self) -> Vec<String> { self.0.lock().unwrap().keys().cloned().collect() }
-/// #     fn create(&self, name: &str, b: Builder<CircuitBreaker>, state: InitialState) -> Result<(), ConfigError> {
-/// #         let cb = b.build()?; cb.enter_silently(state);
-/// #         self.0.lock().unwrap().insert(name.to_owned(), cb); Ok(())
-/// #     }
-/// #     fn reconfigure(&self, name: &str, b: Builder<CircuitBreaker>) -> Result<(), ConfigError> { self.create(name, b, InitialState::Closed) }
-/// #     fn retire(&self, name: &str) { self.0.lock().unwrap().remove(name); }
-/// # }
 /// use fluxgate_config::{Config, Live, Trackers};
+/// use fluxgate_core::{CircuitBreaker, State};
 ///
-/// let fleet = Map::default();
-/// let live = Live::start(&fleet, Config::from_toml_str("[breakers.a]\n[breakers.b]\n")?, Trackers::new())?;
-/// let changes = live.apply(&fleet, Config::from_toml_str("[breakers.a]\nstate = \"disabled\"\n[breakers.c]\n")?)?;
-/// assert_eq!(changes.to_string(), "added c; changed a; removed b; 0 unchanged");
-/// assert_eq!(fleet.names(), ["a", "c"]);
+/// let live = Live::new(Config::from_toml_str(r#"
+///     [defaults]
+///     tripper = "FailureStreak(3)"
+///     [breakers.payments]
+///     tripper = "FailureStreak(1)"
+///     [breakers.search]
+///     state = "metrics_only"
+/// "#)?, Trackers::new())?;
+/// // Registry-level listeners are the caller's: add them before `build`.
+/// let registry = live
+///     .registry_builder::<CircuitBreaker>()
+///     .listener(|s: &fluxgate_core::Signal| println!("{} -> {}", s.circuit_name, s.new_state))
+///     .build();
+/// live.start(&registry)?; // the file's breakers, built now, in their initial states
+/// assert_eq!(registry.names(), ["payments", "search"]);
+/// assert_eq!(registry.get("search").unwrap().state(), State::MetricsOnly);
+/// // Names the file does not mention are built on first use from [defaults].
+/// let other = registry.get_or_create("orders").unwrap();
+/// # let _ = other;
 ///
-/// // A bad file changes nothing.
-/// let bad = Config::from_toml_str("[breakers.a]\ntracker = \"io\"\n")?;
-/// assert!(live.apply(&fleet, bad).is_err());
-/// assert_eq!(fleet.names(), ["a", "c"]);
+/// let changes = live.apply(&registry, Config::from_toml_str(r#"
+///     [defaults]
+///     tripper = "FailureStreak(3)"
+///     [breakers.payments]
+///     tripper = "FailureStreak(2)"
+///     [breakers.inventory]
+/// "#)?)?;
+/// assert_eq!(changes.to_string(), "added inventory; changed payments; removed search; 0 unchanged");
+/// assert_eq!(registry.names(), ["inventory", "orders", "payments"]);
 /// # Ok::<(), fluxgate_config::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct Live {
     current: Mutex<Config>,
+    /// What the registry's template builds from: replaced on a reload.
+    defaults: Arc<RwLock<BreakerConfig>>,
     trackers: Trackers,
 }
 
+/// A configuration step that sets every component of `config` (the tracker names were
+/// checked before, so building the tracker cannot fail; if it did, the builder's own
+/// tracker would stay).
+fn configure<B: Breaker>(config: BreakerConfig, trackers: Trackers) -> Configure<B> {
+    Arc::new(move |b: Builder<B>| {
+        let tracker = trackers.build(&config.tracker).ok();
+        B::configure(b, &config, tracker)
+    })
+}
+
 impl Live {
-    /// Creates the file's breakers in `fleet` and remembers the configuration.
+    /// Checks `config`'s tracker names against `trackers` and keeps both.
+    ///
+    /// ```
+    /// use fluxgate_config::{Config, Live, Trackers};
+    /// let config = Config::from_toml_str("[defaults]\ntracker = \"io\"\n")?;
+    /// assert!(Live::new(config.clone(), Trackers::new()).is_err());
+    /// assert!(Live::new(config, Trackers::new().add::<std::io::Error>("io")).is_ok());
+    /// # Ok::<(), fluxgate_config::Error>(())
+    /// ```
+    pub fn new(config: Config, trackers: Trackers) -> Result<Live, Error> {
+        config.check(&trackers)?;
+        Ok(Live {
+            defaults: Arc::new(RwLock::new(config.defaults.clone())),
+            current: Mutex::new(config),
+            trackers,
+        })
+    }
+
+    /// A registry builder whose template is the configuration's `[defaults]` (following
+    /// reloads) and whose breakers named in the file get their sections. Add the
+    /// registry's listeners, `build()`, then [`start`](Self::start).
+    ///
+    /// Breakers the file does not name are built on first use from the defaults; the
+    /// registry has no hook after building, so they start `closed` whatever the
+    /// defaults' `state` says (the file's own breakers get theirs from `start`).
     ///
     /// See [`Live`] for an example.
-    pub fn start<F: Fleet>(fleet: &F, config: Config, trackers: Trackers) -> Result<Live, Error> {
-        let live = Live {
-            current: Mutex::new(Config::default()),
-            trackers,
-        };
-        live.apply(fleet, config)?;
-        Ok(live)
+    pub fn registry_builder<B: Breaker>(&self) -> RegistryBuilder<B> {
+        let cell = Arc::clone(&self.defaults);
+        let trackers = self.trackers.clone();
+        let template: Configure<B> = Arc::new(move |b: Builder<B>| {
+            let config = cell.read().unwrap_or_else(|p| p.into_inner()).clone();
+            configure::<B>(config, trackers.clone())(b)
+        });
+        B::fleet().defaults(B::fleet().builder(), template)
+    }
+
+    /// Builds the breakers the file names, each in its initial state (silently).
+    ///
+    /// See [`Live`] for an example.
+    pub fn start<B: Breaker>(&self, registry: &Registry<B>) -> Result<(), Error> {
+        let current = self.lock();
+        // Overrides first, all checked by the registry before any breaker is built.
+        for (name, config) in &current.breakers {
+            let ops = B::fleet();
+            ops.reconfigure(
+                registry,
+                name,
+                configure::<B>(config.clone(), self.trackers.clone()),
+            )
+            .map_err(|e| current.core_error(Some(name), config, &e))?;
+        }
+        for (name, config) in &current.breakers {
+            let b = B::fleet()
+                .get_or_create(registry, name)
+                .map_err(|e| current.core_error(Some(name), config, &e))?;
+            b.enter_silently(config.state);
+        }
+        Ok(())
     }
 
     /// The configuration in force.
     ///
     /// ```
-    /// # use fluxgate_config::{Config, Live, Trackers};
-    /// # struct None_;
-    /// # impl fluxgate_config::Fleet for None_ {
-    /// #     type Breaker = fluxgate_core::CircuitBreaker;
-    /// #     fn names(&self) -> Vec<String> { Vec::new() }
-    /// #     fn create(&self, _: &str, _: fluxgate_core::Builder<Self::Breaker>, _: fluxgate_config::InitialState) -> Result<(), fluxgate_core::ConfigError> { Ok(()) }
-    /// #     fn reconfigure(&self, _: &str, _: fluxgate_core::Builder<Self::Breaker>) -> Result<(), fluxgate_core::ConfigError> { Ok(()) }
-    /// #     fn retire(&self, _: &str) {}
-    /// # }
-    /// let live = Live::start(&None_, Config::default(), Trackers::new())?;
+    /// use fluxgate_config::{Config, Live, Trackers};
+    /// let live = Live::new(Config::default(), Trackers::new())?;
     /// assert_eq!(live.config(), Config::default());
     /// # Ok::<(), fluxgate_config::Error>(())
     /// ```
@@ -139,9 +148,10 @@ impl Live {
     /// The tracker names configurations may use.
     ///
     /// ```
-    /// # use fluxgate_config::{Config, Live, Trackers};
-    /// # let live: Option<Live> = None;
-    /// # if let Some(live) = live { let _ = live.trackers(); }
+    /// use fluxgate_config::{Config, Live, Trackers};
+    /// let live = Live::new(Config::default(), Trackers::new())?;
+    /// assert_eq!(live.trackers().names().collect::<Vec<_>>(), ["All"]);
+    /// # Ok::<(), fluxgate_config::Error>(())
     /// ```
     pub fn trackers(&self) -> &Trackers {
         &self.trackers
@@ -151,38 +161,81 @@ impl Live {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `new`: checks all of it first (tracker names, and every added or changed
-    /// breaker built once), then creates, reconfigures and retires, and logs one
-    /// `tracing` info line with what changed. Breakers whose effective configuration did
-    /// not change are not touched. On an error nothing was changed.
+    /// Applies `new` to `registry`, all or nothing: the new file was checked when it was
+    /// loaded, its tracker names are checked here, and only then is the registry
+    /// touched:
+    ///
+    /// - a breaker whose effective configuration is unchanged is not touched (its handle
+    ///   stays valid);
+    /// - a changed one is reconfigured by the registry, which carries its state on (and
+    ///   its window when the window's shape is the same); if its `state` field changed,
+    ///   the new state is entered silently, since that is what the operator asked for;
+    /// - a breaker the new file drops is retired (`Registry::remove`); one it adds is
+    ///   built, in its initial state;
+    /// - when `[defaults]` changed, breakers the file does not name are reconfigured too.
+    ///
+    /// One `tracing` info line (target `fluxgate_config`) says what changed; the
+    /// returned [`Changes`] says the same, with what the registry carried over.
     ///
     /// See [`Live`] for an example.
-    pub fn apply<F: Fleet>(&self, fleet: &F, new: Config) -> Result<Changes, Error> {
+    pub fn apply<B: Breaker>(&self, registry: &Registry<B>, new: Config) -> Result<Changes, Error> {
         let mut current = self.lock();
-        let changes = current.changes(&new);
         new.check(&self.trackers)?;
-        // Everything that will be built, built once before anything is touched.
-        let mut plan = Vec::with_capacity(changes.added.len() + changes.changed.len());
-        for name in changes.added.iter().chain(&changes.changed) {
-            let _probe: F::Breaker = new.build(name, &self.trackers)?;
-            plan.push((name, new.builder::<F::Breaker>(name, &self.trackers)?));
+        let mut changes = current.changes(&new);
+        let ops = B::fleet();
+        let running = ops.names(registry);
+        // The template first: breakers built from here on get the new defaults.
+        if changes.defaults_changed {
+            *self.defaults.write().unwrap_or_else(|p| p.into_inner()) = new.defaults.clone();
         }
-        let running = fleet.names();
-        for (name, builder) in plan {
-            let result = if running.iter().any(|r| r == name) {
-                fleet.reconfigure(name, builder)
-            } else {
-                fleet.create(name, builder, new.get(name).state)
-            };
-            // Checked above with the same builder; a fleet may still refuse (a name it
-            // reserves): report it, with what was already applied left as it is.
-            result.map_err(|e| {
-                let section = Some(name.as_str());
-                new.core_error(section, new.get(name), &e)
-            })?;
+        let step = |name: &str, config: &BreakerConfig| -> Result<_, Error> {
+            ops.reconfigure(
+                registry,
+                name,
+                configure::<B>(config.clone(), self.trackers.clone()),
+            )
+            .map_err(|e| new.core_error(Some(name), config, &e))
+        };
+        for name in &changes.changed {
+            let config = new.get(name);
+            if let Some(r) = step(name, config)? {
+                changes.reconfigured.push(r);
+            }
+            if current.get(name).state != config.state {
+                if let Some(b) = ops.get(registry, name) {
+                    b.enter_silently(config.state);
+                }
+            }
+        }
+        for name in &changes.added {
+            let config = new.get(name);
+            let existed = running.contains(name);
+            if let Some(r) = step(name, config)? {
+                changes.reconfigured.push(r);
+            }
+            let b = ops
+                .get_or_create(registry, name)
+                .map_err(|e| new.core_error(Some(name), config, &e))?;
+            if !existed || current.defaults.state != config.state {
+                b.enter_silently(config.state);
+            }
         }
         for name in &changes.removed {
-            fleet.retire(name);
+            ops.remove(registry, name);
+        }
+        if changes.defaults_changed {
+            let identity: Configure<B> = Arc::new(|b| b);
+            for name in running
+                .iter()
+                .filter(|n| !new.breakers.contains_key(*n) && !current.breakers.contains_key(*n))
+            {
+                if let Some(r) = ops
+                    .reconfigure(registry, name, identity.clone())
+                    .map_err(|e| new.core_error(None, &new.defaults, &e))?
+                {
+                    changes.reconfigured.push(r);
+                }
+            }
         }
         if !changes.is_empty() {
             tracing::info!(

@@ -1,0 +1,242 @@
+//! A registry run from a file, and live reconfiguration: changed breakers keep their
+//! state (and window), unchanged ones are not touched, removed ones retire, new ones
+//! appear; a bad file changes nothing.
+
+use std::io;
+
+use fluxgate::config::{Config, Live};
+use fluxgate::registry::{AsyncRegistry, Registry};
+use fluxgate::{CircuitBreaker, State};
+
+use crate::support::Recorder;
+use crate::{fail, ok, trackers};
+
+const V1: &str = r#"
+[defaults]
+tripper = "FailureStreak(3)"
+retry = { type = "never" }
+
+[breakers.payments]
+tripper = "FailureStreak(2)"
+
+[breakers.search]
+window = { type = "count", size = 50 }
+
+[breakers.inventory]
+tracker = "io"
+"#;
+
+fn start(text: &str) -> (Live, Registry, Recorder) {
+    let live = Live::new(Config::from_toml_str(text).unwrap(), trackers()).unwrap();
+    let recorder = Recorder::default();
+    let registry = live
+        .registry_builder::<CircuitBreaker>()
+        .listener(recorder.listener())
+        .build();
+    live.start(&registry).unwrap();
+    (live, registry, recorder)
+}
+
+fn get(registry: &Registry, name: &str) -> CircuitBreaker {
+    registry
+        .get(name)
+        .unwrap_or_else(|| panic!("no breaker {name}"))
+}
+
+#[test]
+fn a_registry_is_built_from_the_file() {
+    let (_live, registry, _) = start(V1);
+    assert_eq!(registry.names(), ["inventory", "payments", "search"]);
+    let payments = get(&registry, "payments");
+    for _ in 0..2 {
+        let _ = fail(&payments);
+    }
+    assert_eq!(payments.state(), State::Open, "its own FailureStreak(2)");
+    // A name the file does not mention: the defaults' FailureStreak(3).
+    let orders = registry.get_or_create("orders").unwrap();
+    for _ in 0..2 {
+        let _ = fail(&orders);
+    }
+    assert_eq!(orders.state(), State::Closed);
+    let _ = fail(&orders);
+    assert_eq!(orders.state(), State::Open);
+}
+
+#[test]
+fn a_reload_changing_one_tripper_keeps_its_state_and_leaves_the_others_alone() {
+    let (live, registry, recorder) = start(V1);
+    let payments = get(&registry, "payments");
+    let search = get(&registry, "search");
+    let inventory = get(&registry, "inventory");
+    // payments: open (SM-3); search and inventory: some calls in their windows.
+    let _ = fail(&payments);
+    let _ = fail(&payments);
+    assert_eq!(payments.state(), State::Open);
+    for _ in 0..5 {
+        assert!(ok(&search));
+    }
+    let _ = fail(&search);
+    assert!(ok(&inventory));
+    let _ = inventory.call(|| Err::<(), _>(io::Error::other("reset")));
+    let search_before = search.info();
+    let inventory_before = inventory.info();
+    recorder.0.lock().unwrap().clear();
+
+    let v2 = V1.replace(
+        "tripper = \"FailureStreak(2)\"",
+        "tripper = \"FailureStreak(5) | (MinRequests(10) & FailureRate(0.5))\"",
+    );
+    let changes = live
+        .apply(&registry, Config::from_toml_str(&v2).unwrap())
+        .unwrap();
+    assert_eq!(changes.changed, ["payments"]);
+    assert_eq!(changes.unchanged, ["inventory", "search"]);
+    assert!(changes.added.is_empty() && changes.removed.is_empty());
+    assert_eq!(changes.reconfigured.len(), 1);
+    assert_eq!(changes.reconfigured[0].state, State::Open);
+    assert!(
+        changes.reconfigured[0].window_kept,
+        "same window shape: kept"
+    );
+
+    // The changed breaker carries on: still open, no signal.
+    let payments2 = get(&registry, "payments");
+    assert_eq!(payments2.state(), State::Open);
+    assert_eq!(
+        live.config().get("payments").tripper.to_string(),
+        "FailureStreak(5) | MinRequests(10) & FailureRate(0.5)"
+    );
+    // The others are untouched: same windows, same breakers (a handle from before still
+    // is the registry's breaker).
+    assert_eq!(get(&registry, "search").info().metric, search_before.metric);
+    assert_eq!(
+        get(&registry, "inventory").info().metric,
+        inventory_before.metric
+    );
+    assert!(ok(&search));
+    assert_eq!(
+        get(&registry, "search").info().metric.total_count,
+        search_before.metric.total_count + 1
+    );
+    assert!(payments2.flush_signals(std::time::Duration::from_secs(5)));
+    assert_eq!(recorder.pairs(), []);
+}
+
+#[test]
+fn a_reload_with_one_bad_breaker_changes_nothing() {
+    let (live, registry, _) = start(V1);
+    let search = get(&registry, "search");
+    assert!(ok(&search));
+    let before = live.config();
+
+    // Bad values never load: the error names the breaker.
+    let bad = format!("{V1}\n[breakers.reports]\ntripper = \"FailureRate(1.5)\"\n");
+    let err = Config::from_toml_str(&bad).unwrap_err();
+    assert_eq!(err.breaker(), Some("reports"));
+
+    // A file that loads but names a tracker the application does not have: refused
+    // before the registry is touched, although other breakers change too.
+    let unknown = V1.replace("size = 50", "size = 60").replace(
+        "[breakers.inventory]\ntracker = \"io\"",
+        "[breakers.inventory]\ntracker = \"disk\"",
+    ) + "\n[breakers.reports]\n";
+    let err = live
+        .apply(&registry, Config::from_toml_str(&unknown).unwrap())
+        .unwrap_err();
+    assert_eq!(err.breaker(), Some("inventory"));
+    assert!(err.message().contains("unknown tracker 'disk'"), "{err}");
+    assert_eq!(registry.names(), ["inventory", "payments", "search"]);
+    assert_eq!(get(&registry, "search").info().metric.total_count, 1);
+    assert!(
+        ok(&search),
+        "the old handle is still the registry's breaker"
+    );
+    assert_eq!(get(&registry, "search").info().metric.total_count, 2);
+    assert_eq!(live.config(), before);
+}
+
+#[test]
+fn a_reload_adds_removes_and_follows_the_defaults() {
+    let (live, registry, _) = start(V1);
+    let orders = registry.get_or_create("orders").unwrap(); // from the defaults
+    let _ = fail(&orders);
+    let search = get(&registry, "search");
+    let v2 = r#"
+[defaults]
+tripper = "FailureStreak(2)"
+retry = { type = "never" }
+
+[breakers.payments]
+tripper = "FailureStreak(2)"
+
+[breakers.search]
+window = { type = "count", size = 50 }
+tripper = "FailureStreak(3)"
+state = "forced_open"
+
+[breakers.reports]
+state = "disabled"
+"#;
+    let changes = live
+        .apply(&registry, Config::from_toml_str(v2).unwrap())
+        .unwrap();
+    assert!(changes.defaults_changed);
+    assert_eq!(changes.added, ["reports"]);
+    assert_eq!(changes.removed, ["inventory"]);
+    // search: same tripper as before (now its own), but its state field changed.
+    assert_eq!(changes.changed, ["search"]);
+    assert_eq!(changes.unchanged, ["payments"]);
+    assert_eq!(
+        registry.names(),
+        ["orders", "payments", "reports", "search"]
+    );
+    assert_eq!(get(&registry, "reports").state(), State::Disabled);
+    assert_eq!(
+        get(&registry, "search").state(),
+        State::ForcedOpen,
+        "a changed state field is entered"
+    );
+    assert_eq!(
+        search.state(),
+        State::Closed,
+        "a handle from before the change does not follow"
+    );
+    // orders follows the new defaults, keeping its window (one failure, streak 1 → kept).
+    let orders = get(&registry, "orders");
+    assert_eq!(orders.info().metric.failure_count, 1);
+    let _ = fail(&orders);
+    assert_eq!(
+        orders.state(),
+        State::Open,
+        "FailureStreak(2) from the new defaults"
+    );
+    assert!(
+        changes
+            .to_string()
+            .starts_with("added reports; changed search; removed inventory; defaults changed")
+    );
+}
+
+#[tokio::test]
+async fn an_async_registry_runs_from_a_file_too() {
+    let live = Live::new(
+        Config::from_yaml_str("breakers:\n  api:\n    tripper: FailureStreak(1)\n").unwrap(),
+        trackers(),
+    )
+    .unwrap();
+    let registry: AsyncRegistry = live.registry_builder().build();
+    live.start(&registry).unwrap();
+    let api = registry.get("api").unwrap();
+    let _ = api
+        .call(|| async { Err::<(), _>(io::Error::other("boom")) })
+        .await;
+    assert_eq!(api.state(), State::Open);
+    let changes = live
+        .apply(
+            &registry,
+            Config::from_yaml_str("breakers:\n  api:\n    tripper: FailureStreak(2)\n").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(changes.changed, ["api"]);
+    assert_eq!(registry.get("api").unwrap().state(), State::Open);
+}
