@@ -240,3 +240,32 @@ async fn an_async_registry_runs_from_a_file_too() {
     assert_eq!(changes.changed, ["api"]);
     assert_eq!(registry.get("api").unwrap().state(), State::Open);
 }
+
+#[test]
+fn a_reload_says_what_changed_in_one_info_line() {
+    let (live, registry, _) = start(V1);
+    let logs = crate::support::logs::Logs::default();
+    let v2 = V1.replace("size = 50", "size = 60") + "\n[breakers.reports]\n";
+    tracing::subscriber::with_default(logs.subscriber(), || {
+        live.apply(&registry, Config::from_toml_str(&v2).unwrap())
+            .unwrap();
+        // Nothing changed: nothing said.
+        live.apply(&registry, Config::from_toml_str(&v2).unwrap())
+            .unwrap();
+    });
+    let lines: Vec<_> = logs
+        .events()
+        .into_iter()
+        .filter(|e| e.target == "fluxgate_config")
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].level, tracing::Level::INFO);
+    assert_eq!(
+        lines[0].message(),
+        "circuit breaker configuration applied: added reports; changed search; 2 unchanged"
+    );
+    assert_eq!(
+        (lines[0].field("added"), lines[0].field("changed")),
+        ("1", "1")
+    );
+}

@@ -37,6 +37,9 @@
 //! - `tripper` and `tracker` are expressions that read like the code
 //!   ([`expr`] has the grammar; [`rules::RULES`] the rule names).
 //! - Trackers are named by the application ([`Trackers`]): a file cannot name a type.
+//! - [`Live`] runs a `fluxgate_core::registry::Registry` from a configuration and
+//!   applies a new one to the running breakers: unchanged ones untouched, changed ones
+//!   carried on in their state, removed ones retired, new ones created, all or nothing.
 //! - Every error is one [`Error`] naming the file, the line, the breaker (or
 //!   `defaults`), the field and the value; loading is all or nothing, and every
 //!   component is checked at load exactly as `build()` checks it.

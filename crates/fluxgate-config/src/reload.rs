@@ -239,6 +239,7 @@ impl Live {
         }
         if !changes.is_empty() {
             tracing::info!(
+                target: "fluxgate_config",
                 file = new.file().unwrap_or(""),
                 added = changes.added.len(),
                 changed = changes.changed.len(),
