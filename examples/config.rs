@@ -8,7 +8,7 @@
 use std::io;
 
 use fluxgate::CircuitBreaker;
-use fluxgate::config::{Breaker, Config, Trackers};
+use fluxgate::config::{Breaker, Config, Live, Trackers};
 use fluxgate::listeners::log::LogListener;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,6 +46,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             c.permit,
         );
     }
+
+    // The same file running a registry, and a reload of it: nothing changed, nothing
+    // touched.
+    let live = Live::new(config.clone(), trackers)?;
+    let registry = live
+        .registry_builder::<CircuitBreaker>()
+        .listener(log)
+        .build();
+    live.start(&registry)?;
+    let changes = live.apply(&registry, Config::from_path(&path)?)?;
+    println!("\nreloaded {path}: {changes}");
 
     // One mistake, one error naming the breaker, the field, the value and the line.
     let typo = "[breakers.payment_api]\ntripper = \"MinRequests(20) & FailureRate(1.5)\"\n";
