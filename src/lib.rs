@@ -50,7 +50,7 @@
 //! | `prometheus` | `listeners::prometheus::PrometheusListener`, `start_http_server` |
 //! | `axum` | a `/metrics` route for axum apps |
 //! | `prometheus-client`, `metrics` | the same series through those crates |
-//! | `slack` | `listeners::slack::{SlackListener, AsyncSlackListener}` |
+//! | `slack` | `listeners::slack::SlackListener` (sync and async breakers) |
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
