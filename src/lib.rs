@@ -85,7 +85,7 @@ pub mod listeners {
         pub use fluxgate_prometheus::*;
     }
 
-    /// Slack listeners (crate `fluxgate-slack`).
+    /// The Slack listener, for sync and async breakers (crate `fluxgate-slack`).
     #[cfg(feature = "slack")]
     #[cfg_attr(docsrs, doc(cfg(feature = "slack")))]
     pub mod slack {

@@ -28,7 +28,12 @@ fn slack(server: &SlackServer) -> SlackListener {
 }
 
 fn sig(name: &str, old: State, new: State) -> Signal {
-    Signal::new(name, old, new, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+    Signal::new(
+        name,
+        old,
+        new,
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    )
 }
 
 fn fail() -> Result<(), io::Error> {
@@ -102,7 +107,11 @@ async fn l5_one_listener_serves_sync_and_async_breakers() {
     assert!(arc_cb.call(fail).is_err());
     assert!(slack.flush_async(DEADLINE).await);
     assert_eq!(slack.open_threads(), 3);
-    assert_eq!(shared.open_threads(), 3, "the Arc'd clone sees the same threads");
+    assert_eq!(
+        shared.open_threads(),
+        3,
+        "the Arc'd clone sees the same threads"
+    );
 
     assert!(sync_cb.call(succeed).is_ok());
     assert!(async_cb.call(|| async { succeed() }).await.is_ok());

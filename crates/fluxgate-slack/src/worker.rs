@@ -251,7 +251,11 @@ impl Queue {
         book.threads.remove(circuit_name);
         // The signals queued before this detach are all finished; any left were queued
         // after it and keep the entry (and their own `detach_last`).
-        if book.circuits.get(circuit_name).is_some_and(|c| c.signals == 0) {
+        if book
+            .circuits
+            .get(circuit_name)
+            .is_some_and(|c| c.signals == 0)
+        {
             book.circuits.remove(circuit_name);
         }
     }
