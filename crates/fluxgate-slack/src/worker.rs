@@ -156,8 +156,9 @@ impl Queue {
     /// Forgets the circuit's thread. With none of its messages queued or in flight that
     /// happens now; otherwise after them, in queue order, so the messages of the retired
     /// breaker still land in their thread and a later breaker of the same name starts a
-    /// fresh one. At most one `Detach` per circuit follows its last signal, so detach jobs
-    /// never outnumber signal jobs and the queue stays bounded.
+    /// fresh one. A `Detach` is only queued behind a queued or in-flight signal of its
+    /// circuit, never twice in a row for one circuit, and costs the worker no request; so
+    /// detaches stay a small multiple of the capacity and the queue stays bounded.
     pub(super) fn detach(&self, circuit_name: &str) {
         let mut book = self.lock();
         match book.circuits.get_mut(circuit_name) {
