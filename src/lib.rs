@@ -50,7 +50,7 @@
 //! | `prometheus` | `listeners::prometheus::PrometheusListener`, `start_http_server` |
 //! | `axum` | a `/metrics` route for axum apps |
 //! | `prometheus-client`, `metrics` | the same series through those crates |
-//! | `slack` | `listeners::slack::{SlackListener, AsyncSlackListener}` |
+//! | `slack` | `listeners::slack::SlackListener` (sync and async breakers) |
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
 //! | `anyhow` | `call_any` sees the error inside an `anyhow::Error` |
 //! | `config` | `config::{Config, Trackers, …}`: breakers from TOML/YAML files |
@@ -98,7 +98,7 @@ pub mod listeners {
         pub use fluxgate_prometheus::*;
     }
 
-    /// Slack listeners (crate `fluxgate-slack`).
+    /// The Slack listener, for sync and async breakers (crate `fluxgate-slack`).
     #[cfg(feature = "slack")]
     #[cfg_attr(docsrs, doc(cfg(feature = "slack")))]
     pub mod slack {

@@ -1,4 +1,5 @@
-//! Slack listeners driven end to end by real breakers (SL-3, SL-4, L-4, L-5).
+//! The Slack listener driven end to end by real breakers, sync and async (SL-3, SL-4, L-4,
+//! L-5).
 
 #![cfg(feature = "slack")]
 
@@ -8,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use fluxgate::listeners::slack::{AsyncSlackListener, SlackListener};
+use fluxgate::listeners::slack::SlackListener;
 use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, Error, State, permits, retries, trippers};
 use slack_support::{DEADLINE, Reply, SlackServer};
 
@@ -192,7 +193,7 @@ fn sl4_unreachable_slack_never_reaches_the_caller() {
     assert_eq!(cb.info().state, State::Closed);
 }
 
-fn async_breaker(name: &str, slack: &AsyncSlackListener) -> AsyncCircuitBreaker {
+fn async_breaker(name: &str, slack: &SlackListener) -> AsyncCircuitBreaker {
     AsyncCircuitBreaker::builder(name)
         .tripper(trippers::FailureStreak::new(1))
         .retry(retries::Always)
@@ -202,16 +203,13 @@ fn async_breaker(name: &str, slack: &AsyncSlackListener) -> AsyncCircuitBreaker 
         .unwrap()
 }
 
-// SL-4, L-4 (async): the call that trips returns while Slack holds its answer; the messages
-// keep transition order and the thread.
+// SL-4, L-4 (async): on a multi-thread runtime, the call that trips returns while Slack
+// holds its answer; the messages keep transition order and the thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sl4_async_call_returns_before_slack_answers() {
     let server = SlackServer::start();
     server.script([Reply::Hold]);
-    let slack = AsyncSlackListener::builder("C0123456789", TOKEN)
-        .api_base(server.api_base())
-        .build()
-        .unwrap();
+    let slack = slack(&server);
     let cb = async_breaker("payment_api", &slack);
 
     let tripped = tokio::time::timeout(DEADLINE, cb.call(|| async { fail() }))
@@ -225,7 +223,7 @@ async fn sl4_async_call_returns_before_slack_answers() {
     assert_eq!(server.holding(), 1);
 
     server.release();
-    assert!(slack.flush(DEADLINE).await);
+    assert!(slack.flush_async(DEADLINE).await);
     let r = server.requests();
     assert_eq!(
         transitions(&server),

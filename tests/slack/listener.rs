@@ -1,17 +1,18 @@
-//! Slack listeners (SL-1 … SL-5) against a local server that answers like Slack.
+//! The Slack listener (SL-1 … SL-5) against a local server that answers like Slack.
 //!
-//! Signals are fed straight to the listeners here; `slack_breaker.rs` drives them through
-//! real breakers.
+//! Signals are fed straight to the listener here, through its sync face (`Listener`) and
+//! its async face (`AsyncListener`); `breaker.rs` drives it through real breakers.
 
 #![cfg(feature = "slack")]
 
 use crate::support::slack as slack_support;
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::logs::Logs;
 use State::{Closed, Disabled, ForcedOpen, HalfOpen, MetricsOnly, Open};
-use fluxgate::listeners::slack::{AsyncSlackListener, SlackListener, Template};
+use fluxgate::listeners::slack::{SlackListener, Template};
 use fluxgate::listeners::{AsyncListener, Listener};
 use fluxgate::{Signal, State};
 use slack_support::{DEADLINE, Reply, SlackServer};
@@ -37,7 +38,7 @@ fn listener(server: &SlackServer) -> SlackListener {
 /// Feeds the signals and waits (bounded) until all of them were handled.
 fn send(slack: &SlackListener, signals: &[Signal]) {
     for s in signals {
-        slack.on_signal(s).unwrap();
+        Listener::on_signal(slack, s).unwrap();
     }
     assert!(slack.flush(DEADLINE), "messages still pending");
 }
@@ -577,11 +578,11 @@ fn sl4_slow_slack_loses_nothing_and_keeps_transition_order() {
         };
         signals.push(sig(name, old, new));
     }
-    slack.on_signal(&signals[0]).unwrap();
+    Listener::on_signal(&slack, &signals[0]).unwrap();
     server.wait_holding(1);
     // Slack has not answered the first message, yet every further signal is accepted.
     for s in &signals[1..] {
-        slack.on_signal(s).unwrap();
+        Listener::on_signal(&slack, s).unwrap();
     }
     assert_eq!(server.holding(), 1);
     assert_eq!(slack.pending(), 10);
@@ -623,12 +624,10 @@ fn sl4_full_queue_drops_the_new_message_and_logs_it() {
         .queue_capacity(2)
         .build()
         .unwrap();
-    slack.on_signal(&sig("m0", Closed, Open)).unwrap();
+    Listener::on_signal(&slack, &sig("m0", Closed, Open)).unwrap();
     server.wait_holding(1); // m0 is in flight, out of the queue
     for i in 1..=5 {
-        slack
-            .on_signal(&sig(&format!("m{i}"), Closed, Open))
-            .unwrap();
+        Listener::on_signal(&slack, &sig(&format!("m{i}"), Closed, Open)).unwrap();
     }
     assert_eq!(slack.dropped(), 3);
     assert_eq!(slack.pending(), 3);
@@ -657,7 +656,7 @@ fn sl4_flush_is_bounded() {
     server.script([Reply::Hold]);
     let slack = listener(&server);
     assert!(slack.flush(Duration::ZERO), "nothing pending yet");
-    slack.on_signal(&sig("db", Closed, Open)).unwrap();
+    Listener::on_signal(&slack, &sig("db", Closed, Open)).unwrap();
     server.wait_holding(1);
     assert!(
         !slack.flush(Duration::from_millis(20)),
@@ -786,8 +785,7 @@ fn l5_one_listener_many_circuits_many_threads() {
             let slack = slack.clone();
             scope.spawn(move || {
                 for i in 0..5 {
-                    slack
-                        .on_signal(&sig(&format!("c{t}-{i}"), Closed, Disabled))
+                    Listener::on_signal(&slack, &sig(&format!("c{t}-{i}"), Closed, Disabled))
                         .unwrap();
                 }
             });
@@ -797,22 +795,19 @@ fn l5_one_listener_many_circuits_many_threads() {
     assert_eq!(server.requests().len(), 20);
 }
 
-// The async listener: a task on the runtime it was built on; same threads and ordering.
+// The async face: the same type, the same threads and ordering (SL-3, SL-4).
 #[tokio::test]
-async fn async_listener_threads_and_order() {
+async fn async_face_threads_and_order() {
     let server = SlackServer::start();
-    let slack = AsyncSlackListener::builder(CHANNEL, TOKEN)
-        .api_base(server.api_base())
-        .build()
-        .unwrap();
+    let slack = listener(&server);
     for s in [
         sig("db", Closed, Open),
         sig("db", Open, HalfOpen),
         sig("db", HalfOpen, Closed),
     ] {
-        slack.on_signal(s).await.unwrap();
+        AsyncListener::on_signal(&slack, s).await.unwrap();
     }
-    assert!(slack.flush(DEADLINE).await);
+    assert!(slack.flush_async(DEADLINE).await);
     let r = server.requests();
     let t = r[0].ts.clone();
     assert_eq!(
@@ -822,44 +817,74 @@ async fn async_listener_threads_and_order() {
 }
 
 // SL-4 (async): the future returned by on_signal is ready before Slack answers; the
-// messages are enqueued in call order even if the futures are never polled.
+// messages are enqueued in call order even if the futures are polled in another order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_listener_never_waits_for_slack() {
+async fn async_face_never_waits_for_slack() {
     let server = SlackServer::start();
     server.script([Reply::Hold]);
-    let slack = AsyncSlackListener::builder(CHANNEL, TOKEN)
-        .api_base(server.api_base())
-        .build()
-        .unwrap();
-    let first = slack.on_signal(sig("db", Closed, Open));
-    let second = slack.on_signal(sig("db", Open, HalfOpen));
+    let slack = listener(&server);
+    let first = AsyncListener::on_signal(&slack, sig("db", Closed, Open));
+    let second = AsyncListener::on_signal(&slack, sig("db", Open, HalfOpen));
     // Polled in reverse order; the messages still go out in call order.
     second.await.unwrap();
     first.await.unwrap();
     tokio::task::block_in_place(|| server.wait_holding(1));
     assert_eq!(slack.pending(), 2);
-    assert!(!slack.flush(Duration::from_millis(20)).await);
+    assert!(!slack.flush_async(Duration::from_millis(20)).await);
     server.release();
-    assert!(slack.flush(DEADLINE).await);
+    assert!(slack.flush_async(DEADLINE).await);
     let r = server.requests();
     assert_eq!(r[0].field("State Transition"), "closed → open");
     assert_eq!(r[1].field("State Transition"), "open → half_open");
     assert_eq!(r[1].thread_ts(), r[0].ts.as_deref());
 }
 
-// Built outside any runtime, the async listener runs its worker on a thread of its own.
+// Built outside any runtime, fed through the async face and flushed from a runtime that
+// was made later: the worker does not depend on where the listener was built.
 #[test]
-fn async_listener_built_outside_a_runtime_uses_a_thread() {
+fn async_face_of_a_listener_built_outside_a_runtime() {
     let server = SlackServer::start();
-    let slack = AsyncSlackListener::builder(CHANNEL, TOKEN)
-        .api_base(server.api_base())
-        .build()
-        .unwrap();
-    drop(slack.on_signal(sig("db", Closed, Open)));
+    let slack = listener(&server);
+    drop(AsyncListener::on_signal(&slack, sig("db", Closed, Open)));
     server.wait_for_requests(1);
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
         .build()
         .unwrap();
-    assert!(rt.block_on(slack.flush(DEADLINE)));
+    // No time driver on this runtime: flush_async measures its timeout on the listener's
+    // own runtime.
+    assert!(rt.block_on(slack.flush_async(DEADLINE)));
+    assert!(!rt.block_on(async {
+        server.script([Reply::Hold]);
+        Listener::on_signal(&slack, &sig("db", Open, HalfOpen)).unwrap();
+        slack.flush_async(Duration::from_millis(20)).await
+    }));
+    server.release_all();
+    assert!(slack.flush(DEADLINE));
+}
+
+// SL-4: a flush waits only for what was queued before it: a message accepted while it
+// waits cannot keep it waiting.
+#[test]
+fn sl4_flush_waits_only_for_messages_queued_before_it() {
+    let server = SlackServer::start();
+    server.script([Reply::Hold, Reply::Hold]);
+    let slack = listener(&server);
+    Listener::on_signal(&slack, &sig("a", Closed, Open)).unwrap();
+    server.wait_holding(1);
+
+    // The flush takes its mark on its first poll, before the second message exists.
+    let mut flush = Box::pin(slack.flush_async(DEADLINE));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(flush.as_mut().poll(&mut cx).is_pending());
+    Listener::on_signal(&slack, &sig("b", Closed, Open)).unwrap();
+    server.release(); // "a" is answered; "b" will be held
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(flush), "only 'a' was queued before the flush");
+    server.wait_holding(1);
+    assert_eq!(slack.pending(), 1);
+    assert!(!slack.flush(Duration::from_millis(20)), "'b' is still held");
+    server.release_all();
+    assert!(slack.flush(DEADLINE));
 }

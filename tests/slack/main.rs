@@ -4,4 +4,5 @@
 mod support;
 
 mod breaker;
+mod lifecycle;
 mod listener;

@@ -1,8 +1,8 @@
-//! Slack listeners: a message in a channel for every transition, without slowing a call.
+//! A Slack listener: a message in a channel for every transition, without slowing a call.
 //!
 //! A breaker trips when a dependency is failing, which is exactly when the people on call
-//! want to hear about it — and exactly when the network is least trustworthy. So these
-//! listeners never talk to Slack on the call path: the call that caused a transition only
+//! want to hear about it — and exactly when the network is least trustworthy. So the
+//! listener never talks to Slack on the call path: the call that caused a transition only
 //! puts the signal in a bounded queue, and a worker posts the messages one by one, in
 //! transition order (SL-4). A slow, rate-limited or unreachable Slack delays the messages,
 //! never the protected calls; what cannot be delivered is logged through `tracing` with the
@@ -13,11 +13,28 @@
 //! incident stay together: the trip starts a thread, the recovery attempts and re-trips reply
 //! in it, and the recovery closes it with a reply that is also shown in the channel (SL-3).
 //!
-//! [`SlackListener`] serves [`CircuitBreaker`](fluxgate_core::CircuitBreaker) and posts from a
-//! worker thread of its own; [`AsyncSlackListener`] serves `AsyncCircuitBreaker` and posts
-//! from a task on the Tokio runtime it was built on. Both are cheap to clone, and clones
-//! share one queue, one worker and one set of threads, so one listener may serve many
-//! breakers (L-5). Call `flush` before the process exits so the last messages go out.
+//! # One type for sync and async breakers
+//!
+//! [`SlackListener`] is both a [`Listener`] (for `CircuitBreaker::listener`) and an
+//! [`AsyncListener`] (for `AsyncCircuitBreaker::async_listener`), the way `LogListener` is.
+//! Either way `on_signal` only enqueues. The messages are posted by one worker task running
+//! on a single-threaded Tokio runtime that the listener owns, on a thread of its own named
+//! `fluxgate-slack`: it never borrows a thread from the application's runtime, so it works
+//! the same when the listener is built outside any runtime or inside one, and a Slack that
+//! hangs never holds up a Tokio worker. Clones share one queue, one worker and one set of
+//! incident threads, so one listener may serve many breakers of both kinds (L-5).
+//!
+//! # Before exit
+//!
+//! Messages still queued when the process exits are lost. Wait for them, bounded:
+//! [`SlackListener::flush`] blocks the calling thread (sync code, `main` before it returns);
+//! [`SlackListener::flush_async`] is its async twin and never blocks the executor. Both wait
+//! only for what was queued before the call, and return whether all of it went out (or was
+//! given up on after an error that is logged).
+//!
+//! When a breaker is retired (removed from a registry, evicted from a keyed breaker), the
+//! listener forgets that circuit's thread ([`Listener::on_detach`]), so the state it keeps
+//! stays bounded by the live circuits.
 //!
 //! ```
 //! use std::time::Duration;
@@ -35,6 +52,28 @@
 //! cb.force_open(); // returns at once; the message is posted in the background
 //! slack.flush(Duration::from_secs(5)); // before exit: wait (bounded) for pending messages
 //! ```
+//!
+//! The same listener with an async breaker:
+//!
+//! ```
+//! use std::time::Duration;
+//! use fluxgate_slack::SlackListener;
+//! use fluxgate_core::AsyncCircuitBreaker;
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() {
+//!     let slack = SlackListener::builder("C0123456789", "xoxb-your-bot-token")
+//! #       .api_base("http://127.0.0.1:9")
+//!         .build()
+//!         .unwrap();
+//!     let cb = AsyncCircuitBreaker::builder("payment_api")
+//!         .async_listener(slack.clone())
+//!         .build()
+//!         .unwrap();
+//!     cb.force_open();
+//!     slack.flush_async(Duration::from_secs(5)).await; // never blocks the executor
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -42,15 +81,12 @@ mod payload;
 mod template;
 mod worker;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderValue;
 use tracing::Dispatch;
-use tracing::instrument::WithSubscriber;
 
 pub use template::Template;
 
@@ -126,10 +162,10 @@ enum Destination {
     Webhook { url: String },
 }
 
-/// Configures a [`SlackListener`] or an [`AsyncSlackListener`]; made by their `builder`
-/// and `webhook` functions.
+/// Configures a [`SlackListener`]; made by [`SlackListener::builder`] and
+/// [`SlackListener::webhook`].
 ///
-/// `L` is the listener that [`build`](SlackBuilder::build) makes. Defaults: API base
+/// Defaults: API base
 /// [`DEFAULT_API_BASE`], the templates of SL-2, a queue of 1024 messages, 10 s per request,
 /// up to 3 retries when Slack answers 429, each waiting `Retry-After` (at most 60 s).
 ///
@@ -150,7 +186,7 @@ enum Destination {
 ///     .unwrap();
 /// # let _ = slack;
 /// ```
-pub struct SlackBuilder<L> {
+pub struct SlackBuilder {
     destination: Destination,
     api_base: String,
     templates: Templates,
@@ -159,11 +195,10 @@ pub struct SlackBuilder<L> {
     max_retries: u32,
     max_retry_wait: Duration,
     client: Option<reqwest::Client>,
-    listener: PhantomData<fn() -> L>,
 }
 
-impl<L> SlackBuilder<L> {
-    fn new(destination: Destination) -> SlackBuilder<L> {
+impl SlackBuilder {
+    fn new(destination: Destination) -> SlackBuilder {
         SlackBuilder {
             destination,
             api_base: DEFAULT_API_BASE.to_owned(),
@@ -173,7 +208,6 @@ impl<L> SlackBuilder<L> {
             max_retries: DEFAULT_MAX_RETRIES,
             max_retry_wait: DEFAULT_MAX_RETRY_WAIT,
             client: None,
-            listener: PhantomData,
         }
     }
 
@@ -354,13 +388,12 @@ impl<L> SlackBuilder<L> {
             timeout: self.timeout,
             max_retries: self.max_retries,
             max_retry_wait: self.max_retry_wait,
-            threads: HashMap::new(),
         };
         Ok((delivery, self.queue_capacity))
     }
 }
 
-impl<L> fmt::Debug for SlackBuilder<L> {
+impl fmt::Debug for SlackBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("SlackBuilder");
         match &self.destination {
@@ -407,68 +440,80 @@ fn current_dispatch() -> Option<Dispatch> {
     (!dispatch.is::<tracing::subscriber::NoSubscriber>()).then_some(dispatch)
 }
 
-/// Starts a worker on a thread of its own with a single-threaded runtime.
-fn spawn_thread(
-    rx: tokio::sync::mpsc::Receiver<Signal>,
+/// A runtime that may be dropped anywhere: plain `Drop` of a Tokio runtime panics inside an
+/// async context, which is where `build` may be running when the worker thread could not
+/// be started.
+struct WorkerRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for WorkerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Starts the worker: a task on a single-threaded runtime that runs on a thread of its own
+/// (`fluxgate-slack`). Returns a handle of that runtime, whose timers `flush_async` uses.
+fn spawn_worker(
+    queue: Arc<Queue>,
     delivery: Delivery,
-    progress: Arc<worker::Progress>,
-) -> Result<(), SlackError> {
+) -> Result<tokio::runtime::Handle, SlackError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| SlackError::with_source("could not start the worker's runtime", e))?;
+    let handle = runtime.handle().clone();
+    let runtime = WorkerRuntime(Some(runtime));
     let dispatch = current_dispatch();
     std::thread::Builder::new()
         .name("fluxgate-slack".to_owned())
         .spawn(move || {
-            let run = worker::run(rx, delivery, progress);
+            let Some(rt) = &runtime.0 else { return };
+            let run = worker::run(queue, delivery);
             match dispatch {
-                Some(dispatch) => {
-                    tracing::dispatcher::with_default(&dispatch, || runtime.block_on(run))
-                }
-                None => runtime.block_on(run),
+                Some(dispatch) => tracing::dispatcher::with_default(&dispatch, || rt.block_on(run)),
+                None => rt.block_on(run),
             }
         })
         .map_err(|e| SlackError::with_source("could not start the worker thread", e))?;
-    Ok(())
+    Ok(handle)
 }
 
+/// What the clones of one listener share; the worker stops when the last clone is gone.
 struct Shared {
-    queue: Queue,
+    queue: Arc<Queue>,
+    /// The worker's runtime; alive as long as this value, since the worker only stops
+    /// after `Drop` closed the queue.
+    runtime: tokio::runtime::Handle,
     describe: String,
 }
 
-impl Shared {
-    fn new(queue: Queue, delivery: &Delivery) -> Shared {
-        let describe = match &delivery.endpoint {
-            Endpoint::WebApi { url, channel, .. } => {
-                format!(
-                    "channel: {channel:?}, url: {:?}, token: {REDACTED:?}",
-                    url.as_str()
-                )
-            }
-            Endpoint::Webhook { .. } => format!("webhook: {REDACTED:?}"),
-        };
-        Shared { queue, describe }
-    }
-
-    fn fmt(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{name} {{ {}, pending: {}, dropped: {} }}",
-            self.describe,
-            self.queue.progress.pending(),
-            self.queue.progress.dropped()
-        )
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 
-/// Posts every transition of the sync breakers it serves to Slack, from a worker thread
-/// (SL-1 … SL-5).
+/// Posts every transition of the breakers it serves to Slack (SL-1 … SL-5), sync and async
+/// alike.
 ///
-/// `on_signal` only enqueues; the worker posts in transition order, keeps one thread per
-/// circuit and logs what Slack refuses. Clones share the queue, the worker and the threads.
-/// The worker stops when the last clone is dropped and the queue is empty.
+/// It is a [`Listener`] for [`CircuitBreaker`](fluxgate_core::CircuitBreaker) and an
+/// [`AsyncListener`] for [`AsyncCircuitBreaker`](fluxgate_core::AsyncCircuitBreaker): pass
+/// it (or a clone, or an `Arc` of it) to `.listener(…)` or `.async_listener(…)`. Clones
+/// share one queue, one worker and one set of incident threads, so one listener may serve
+/// many breakers of both kinds (L-5).
+///
+/// `on_signal` only enqueues, in a few hundred nanoseconds, on whatever thread calls it: a
+/// plain thread, a Tokio worker, a `current_thread` runtime. The messages are posted by a
+/// worker task on a single-threaded Tokio runtime of the listener's own, on a thread named
+/// `fluxgate-slack`; it works whether the listener is built inside a runtime or outside
+/// any. The worker posts in transition order, keeps one thread per circuit and logs what
+/// Slack refuses. When the last clone is dropped, the worker delivers what is still queued
+/// and stops.
+///
+/// Before exit, wait for the last messages: [`flush`](SlackListener::flush) in sync code,
+/// [`flush_async`](SlackListener::flush_async) in async code.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -517,10 +562,7 @@ impl SlackListener {
     ///     .unwrap();
     /// # let _ = slack;
     /// ```
-    pub fn builder(
-        channel: impl Into<String>,
-        token: impl Into<String>,
-    ) -> SlackBuilder<SlackListener> {
+    pub fn builder(channel: impl Into<String>, token: impl Into<String>) -> SlackBuilder {
         SlackBuilder::new(Destination::WebApi {
             channel: channel.into(),
             token: token.into(),
@@ -538,13 +580,16 @@ impl SlackListener {
     ///     .unwrap();
     /// assert!(!format!("{slack:?}").contains("XXXX"));
     /// ```
-    pub fn webhook(url: impl Into<String>) -> SlackBuilder<SlackListener> {
+    pub fn webhook(url: impl Into<String>) -> SlackBuilder {
         SlackBuilder::new(Destination::Webhook { url: url.into() })
     }
 
-    /// Waits until every accepted message has been delivered or given up on, for at most
-    /// `timeout`; true when nothing is pending any more. Blocks the calling thread: call it
-    /// on shutdown, not from async code.
+    /// Waits until every message accepted before this call has been delivered or given up
+    /// on, for at most `timeout`; true when they all have. Messages accepted later are not
+    /// waited for, so a busy breaker cannot keep it waiting.
+    ///
+    /// It blocks the calling thread: call it from sync code or on shutdown. In async code
+    /// use [`flush_async`](SlackListener::flush_async), which does not block the executor.
     ///
     /// ```
     /// use std::time::Duration;
@@ -552,7 +597,7 @@ impl SlackListener {
     /// assert!(slack.flush(Duration::from_millis(10))); // nothing was sent
     /// ```
     pub fn flush(&self, timeout: Duration) -> bool {
-        self.shared.queue.progress.wait_idle(timeout)
+        self.shared.queue.flush(timeout)
     }
 
     /// Messages accepted and not yet delivered or given up on (queued or in flight).
@@ -562,49 +607,116 @@ impl SlackListener {
     /// assert_eq!(slack.pending(), 0);
     /// ```
     pub fn pending(&self) -> usize {
-        self.shared.queue.progress.pending()
+        self.shared.queue.pending()
     }
 
-    /// Messages dropped because the queue was full (or the worker had stopped).
+    /// Messages dropped because the queue was full.
     ///
     /// ```
     /// let slack = fluxgate_slack::SlackListener::new("C0123456789", "xoxb-test").unwrap();
     /// assert_eq!(slack.dropped(), 0);
     /// ```
     pub fn dropped(&self) -> u64 {
-        self.shared.queue.progress.dropped()
+        self.shared.queue.dropped()
+    }
+
+    /// Circuits whose incident thread is open: their trip was posted and no closing reply
+    /// yet (SL-3). A retired breaker's thread is forgotten (see
+    /// [`Listener::on_detach`]), so this stays bounded by the live circuits.
+    ///
+    /// ```
+    /// let slack = fluxgate_slack::SlackListener::new("C0123456789", "xoxb-test").unwrap();
+    /// assert_eq!(slack.open_threads(), 0);
+    /// ```
+    pub fn open_threads(&self) -> usize {
+        self.shared.queue.open_threads()
     }
 }
 
-impl SlackBuilder<SlackListener> {
+impl SlackListener {
+    /// The async twin of [`flush`](SlackListener::flush): waits until every message
+    /// accepted before this call has been delivered or given up on, for at most `timeout`;
+    /// true when they all have.
+    ///
+    /// It never blocks the executor, and needs nothing from it: the timeout is measured by
+    /// the listener's own runtime, so it works on any executor, a `current_thread` runtime
+    /// or one without the time driver included.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// let slack = fluxgate_slack::SlackListener::new("C0123456789", "xoxb-test").unwrap();
+    /// assert!(slack.flush_async(Duration::from_millis(10)).await);
+    /// # }
+    /// ```
+    pub async fn flush_async(&self, timeout: Duration) -> bool {
+        let deadline = {
+            // The timer belongs to the worker's runtime, which outlives `self`; the guard
+            // is gone before the first await.
+            let _runtime = self.shared.runtime.enter();
+            tokio::time::sleep(timeout)
+        };
+        self.shared.queue.flush_async(deadline).await
+    }
+}
+
+impl SlackBuilder {
     /// Checks the configuration and starts the worker thread.
     ///
     /// ```
     /// use fluxgate_slack::SlackListener;
     /// assert!(SlackListener::builder("C0123456789", "xoxb-test").build().is_ok());
     /// assert!(SlackListener::builder("", "xoxb-test").build().is_err());
+    /// assert!(SlackListener::builder("C0123456789", "bad\ntoken").build().is_err());
     /// ```
     pub fn build(self) -> Result<SlackListener, SlackError> {
         let (delivery, capacity) = self.prepare()?;
-        let (queue, rx, progress) = Queue::new(capacity);
-        let shared = Shared::new(queue, &delivery);
-        spawn_thread(rx, delivery, progress)?;
+        let describe = match &delivery.endpoint {
+            Endpoint::WebApi { url, channel, .. } => {
+                format!(
+                    "channel: {channel:?}, url: {:?}, token: {REDACTED:?}",
+                    url.as_str()
+                )
+            }
+            Endpoint::Webhook { .. } => format!("webhook: {REDACTED:?}"),
+        };
+        let queue = Arc::new(Queue::new(capacity));
+        let runtime = spawn_worker(Arc::clone(&queue), delivery)?;
         Ok(SlackListener {
-            shared: Arc::new(shared),
+            shared: Arc::new(Shared {
+                queue,
+                runtime,
+                describe,
+            }),
         })
     }
 }
 
 impl fmt::Debug for SlackListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.shared.fmt("SlackListener", f)
+        let queue = &self.shared.queue;
+        write!(
+            f,
+            "SlackListener {{ {}, pending: {}, dropped: {} }}",
+            self.shared.describe,
+            queue.pending(),
+            queue.dropped()
+        )
     }
 }
 
+/// The sync face: `CircuitBreaker::builder(…).listener(slack.clone())`.
 impl Listener for SlackListener {
     fn on_signal(&self, signal: &Signal) -> Result<(), ListenerError> {
         self.shared.queue.push(signal.clone());
         Ok(())
+    }
+
+    /// Forgets the circuit's incident thread once its queued messages are out; a later
+    /// trip of a circuit with the same name starts a fresh thread.
+    fn on_detach(&self, circuit_name: &str) {
+        self.shared.queue.detach(circuit_name);
     }
 
     fn name(&self) -> &str {
@@ -612,182 +724,19 @@ impl Listener for SlackListener {
     }
 }
 
-/// The [`SlackListener`] of async breakers: an [`AsyncListener`] whose worker is a task on
-/// the Tokio runtime it was built on (SL-1 … SL-5).
-///
-/// Built outside a runtime, it falls back to a worker thread of its own. `on_signal`
-/// enqueues before it returns, so the order of the messages is the order of the signals
-/// whatever the breaker does with the returned future. If the runtime that runs the worker
-/// shuts down, later messages are dropped and logged.
-///
-/// ```
-/// use std::time::{Duration, SystemTime};
-/// use fluxgate_core::listeners::AsyncListener;
-/// use fluxgate_slack::AsyncSlackListener;
-/// use fluxgate_core::{Signal, State};
-///
-/// #[tokio::main(flavor = "current_thread")]
-/// async fn main() {
-///     let slack = AsyncSlackListener::new("C0123456789", "xoxb-your-bot-token").unwrap();
-/// #   let slack = AsyncSlackListener::builder("C0123456789", "xoxb-your-bot-token")
-/// #       .api_base("http://127.0.0.1:9").max_retries(0).build().unwrap();
-///     let signal = Signal::new("payment_api", State::Closed, State::Open, SystemTime::now());
-///     slack.on_signal(signal).await.unwrap();
-///     slack.flush(Duration::from_secs(5)).await;
-/// }
-/// ```
-#[derive(Clone)]
-pub struct AsyncSlackListener {
-    shared: Arc<Shared>,
-}
-
-impl AsyncSlackListener {
-    /// A listener that posts to `channel` with a bot token, with the defaults of
-    /// [`SlackBuilder`]. Call it inside the Tokio runtime that should run the worker.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use fluxgate_slack::AsyncSlackListener;
-    /// let slack = AsyncSlackListener::new("C0123456789", "xoxb-your-bot-token").unwrap();
-    /// # let _ = slack;
-    /// # }
-    /// ```
-    pub fn new(
-        channel: impl Into<String>,
-        token: impl Into<String>,
-    ) -> Result<AsyncSlackListener, SlackError> {
-        AsyncSlackListener::builder(channel, token).build()
-    }
-
-    /// A builder for a listener that posts to `channel` with a bot token.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use fluxgate_slack::AsyncSlackListener;
-    /// let slack = AsyncSlackListener::builder("C0123456789", "xoxb-your-bot-token")
-    ///     .max_retries(5)
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = slack;
-    /// # }
-    /// ```
-    pub fn builder(
-        channel: impl Into<String>,
-        token: impl Into<String>,
-    ) -> SlackBuilder<AsyncSlackListener> {
-        SlackBuilder::new(Destination::WebApi {
-            channel: channel.into(),
-            token: token.into(),
-        })
-    }
-
-    /// A builder for a listener that posts to an incoming webhook (no threads).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use fluxgate_slack::AsyncSlackListener;
-    /// let slack = AsyncSlackListener::webhook("https://hooks.slack.com/services/T000/B000/XXXX")
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = slack;
-    /// # }
-    /// ```
-    pub fn webhook(url: impl Into<String>) -> SlackBuilder<AsyncSlackListener> {
-        SlackBuilder::new(Destination::Webhook { url: url.into() })
-    }
-
-    /// Waits until every accepted message has been delivered or given up on, for at most
-    /// `timeout`; true when nothing is pending any more. Needs a Tokio runtime with the
-    /// time driver (as `#[tokio::main]` makes).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use std::time::Duration;
-    /// let slack = fluxgate_slack::AsyncSlackListener::new("C0123456789", "xoxb-test").unwrap();
-    /// assert!(slack.flush(Duration::from_millis(10)).await);
-    /// # }
-    /// ```
-    pub async fn flush(&self, timeout: Duration) -> bool {
-        self.shared.queue.progress.wait_idle_async(timeout).await
-    }
-
-    /// Messages accepted and not yet delivered or given up on (queued or in flight).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let slack = fluxgate_slack::AsyncSlackListener::new("C0123456789", "xoxb-test").unwrap();
-    /// assert_eq!(slack.pending(), 0);
-    /// # }
-    /// ```
-    pub fn pending(&self) -> usize {
-        self.shared.queue.progress.pending()
-    }
-
-    /// Messages dropped because the queue was full or the worker had stopped.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let slack = fluxgate_slack::AsyncSlackListener::new("C0123456789", "xoxb-test").unwrap();
-    /// assert_eq!(slack.dropped(), 0);
-    /// # }
-    /// ```
-    pub fn dropped(&self) -> u64 {
-        self.shared.queue.progress.dropped()
-    }
-}
-
-impl SlackBuilder<AsyncSlackListener> {
-    /// Checks the configuration and starts the worker: a task on the current Tokio runtime,
-    /// or a thread of its own when called outside one.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use fluxgate_slack::AsyncSlackListener;
-    /// assert!(AsyncSlackListener::builder("C0123456789", "xoxb-test").build().is_ok());
-    /// assert!(AsyncSlackListener::builder("C0123456789", "bad\ntoken").build().is_err());
-    /// # }
-    /// ```
-    pub fn build(self) -> Result<AsyncSlackListener, SlackError> {
-        let (delivery, capacity) = self.prepare()?;
-        let (queue, rx, progress) = Queue::new(capacity);
-        let shared = Shared::new(queue, &delivery);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let run = worker::run(rx, delivery, progress);
-                match current_dispatch() {
-                    Some(dispatch) => handle.spawn(run.with_subscriber(dispatch)),
-                    None => handle.spawn(run),
-                };
-            }
-            Err(_) => spawn_thread(rx, delivery, progress)?,
-        }
-        Ok(AsyncSlackListener {
-            shared: Arc::new(shared),
-        })
-    }
-}
-
-impl fmt::Debug for AsyncSlackListener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.shared.fmt("AsyncSlackListener", f)
-    }
-}
-
-impl AsyncListener for AsyncSlackListener {
+/// The async face: `AsyncCircuitBreaker::builder(…).async_listener(slack.clone())`.
+impl AsyncListener for SlackListener {
     fn on_signal(&self, signal: Signal) -> ListenerFuture {
         // Enqueued now, not when the future is first polled: that keeps transition order.
         self.shared.queue.push(signal);
         Box::pin(std::future::ready(Ok(())))
     }
 
+    fn on_detach(&self, circuit_name: &str) {
+        self.shared.queue.detach(circuit_name);
+    }
+
     fn name(&self) -> &str {
-        "AsyncSlackListener"
+        "SlackListener"
     }
 }
