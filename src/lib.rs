@@ -59,7 +59,9 @@ pub use fluxgate_core::{
     AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Info,
     MAX_SLOW_THRESHOLDS, Metric, Outcome, Record, Signal, State, Ticket,
 };
-pub use fluxgate_core::{clock, interfaces, permits, retries, trackers, trippers, windows};
+pub use fluxgate_core::{
+    clock, interfaces, permits, recovery, retries, trackers, trippers, windows,
+};
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

@@ -62,6 +62,7 @@ pub mod interfaces;
 pub mod listeners;
 mod metric;
 pub mod permits;
+pub mod recovery;
 pub mod retries;
 mod signal;
 mod state;
