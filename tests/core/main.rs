@@ -10,5 +10,6 @@ mod concurrency;
 mod listener_dispatch;
 mod log_listener;
 mod model;
+mod recovery;
 mod state_machine;
 mod window_model;
