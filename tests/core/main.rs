@@ -11,5 +11,6 @@ mod listener_dispatch;
 mod log_listener;
 mod model;
 mod recovery;
+mod recovery_model;
 mod state_machine;
 mod window_model;
