@@ -354,10 +354,12 @@ fn breakers(
         .listener(listener.clone())
         .build()?;
 
-    // Consecutive failures only; backoff doubles the wait at every failed recovery.
+    // Consecutive failures only; backoff doubles the wait at every failed recovery, and
+    // five good probes are needed to close (one lucky probe would reset the backoff).
     let inventory = CircuitBreaker::builder("inventory_api")
         .window(CountWindow::new(20))
         .tripper(FailureStreak::new(5))
+        .recovery(Successes::new(5))
         .retry(
             Backoff::new(secs(1.0 / 30.0))
                 .multiplier(2.0)
@@ -401,7 +403,7 @@ fn breakers(
             2,
             inventory,
             format!(
-                "FailureStreak(5), Backoff({} ×2, max {}), Random(50%)",
+                "FailureStreak(5), Backoff({} ×2, max {}), Random(50%), Successes(5)",
                 fmt_s(secs(1.0 / 30.0)),
                 fmt_s(secs(1.0 / 6.0))
             ),
