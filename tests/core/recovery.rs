@@ -400,7 +400,9 @@ fn probes_counts_probes_that_left_a_time_window() {
 
 #[test]
 fn a_custom_recovery_rule_sees_the_probes() {
-    struct Log(Arc<std::sync::Mutex<Vec<(bool, bool, u64, u64, u64)>>>);
+    /// What the rule saw: failed, tripped, probes, successes, window total.
+    type Seen = (bool, bool, u64, u64, u64);
+    struct Log(Arc<std::sync::Mutex<Vec<Seen>>>);
     impl Recovery for Log {
         fn decide(&self, c: &RecoveryContext<'_>) -> Verdict {
             self.0.lock().unwrap().push((
