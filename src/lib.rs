@@ -62,7 +62,7 @@ pub use fluxgate_core::{
     MAX_SLOW_THRESHOLDS, Metric, Opaque, Outcome, Record, Signal, State, Ticket,
 };
 pub use fluxgate_core::{
-    clock, interfaces, keyed, permits, registry, retries, trackers, trippers, windows,
+    clock, interfaces, keyed, permits, recovery, registry, retries, trackers, trippers, windows,
 };
 
 #[cfg(feature = "tower")]

@@ -31,15 +31,16 @@ use std::time::{Duration, Instant};
 
 use fluxgate::listeners::prometheus::{PrometheusListener, start_http_server};
 use fluxgate::permits::{RampUp, Random};
+use fluxgate::recovery::{Probes, Successes};
 use fluxgate::retries::{Backoff, Cooldown};
-use fluxgate::trippers::{
-    Closed, FailureRate, FailureStreak, HalfOpened, MinRequests, SlowRate, TripContext, Tripper,
-};
+use fluxgate::trippers::{Closed, FailureRate, FailureStreak, HalfOpened, MinRequests, SlowRate};
 use fluxgate::windows::{CountWindow, TimeWindow};
 use fluxgate::{CircuitBreaker, Signal, State};
 
 /// A call the search backend answers this slowly or slower counts as slow.
 const SLOW: Duration = Duration::from_millis(40);
+/// Probes `search_api` judges before it closes or opens again.
+const SEARCH_PROBES: u64 = 10;
 /// Each worker offers one call per tick (100 calls per second per worker).
 const TICK: Duration = Duration::from_millis(10);
 /// The picture's sampling period.
@@ -265,26 +266,6 @@ impl Upstream {
 // ---------------------------------------------------------------------------------------
 // The breakers.
 
-/// Keeps a half-open circuit probing until it has recorded `probes` probes: while fewer
-/// were recorded, a successful probe keeps it half-open (so a `RampUp` permit can widen
-/// the stream step by step) instead of closing it at the first success. It counts the
-/// window's calls, so `probes` must not exceed the window's size.
-///
-/// A tripper is asked after every half-open outcome: after a success, `true` means "stay
-/// half-open"; after a failure, `true` means "open again". The failure streak tells the
-/// two apart: it is 0 right after a success.
-struct Probation {
-    probes: u64,
-}
-
-impl Tripper for Probation {
-    fn trip(&self, ctx: &TripContext<'_>) -> bool {
-        ctx.state == State::HalfOpen
-            && ctx.consecutive_failures == 0
-            && ctx.metric.total_count < self.probes
-    }
-}
-
 /// A breaker and its call counters.
 struct Guarded {
     api: Api,
@@ -353,29 +334,32 @@ fn breakers(
     let secs = |frac: f64| Duration::from_secs_f64(t * frac);
     let prometheus = PrometheusListener::new();
     let listener: Arc<dyn fluxgate::listeners::Listener> = Arc::new(listener);
-    // The probation counts the window's calls, so it cannot be longer than the window.
     let window = 200;
-    let probes = ((t * 4.0).round() as u64).clamp(10, window as u64);
+    // Successful probes needed to close: about as many as the ramp lets through.
+    let probes = ((t * 4.0).round() as u64).clamp(10, 1000);
 
-    // A failure *rate* over the last 200 calls; a fixed cooldown; a ramp-up on probation.
+    // A failure *rate* over the last 200 calls; a fixed cooldown; a ramp-up while on
+    // probation: closed only after `probes` successful probes, reopened early by bad ones.
     let payment = CircuitBreaker::builder("payment_api")
         .window(CountWindow::new(window))
         .tripper(
             (Closed & MinRequests::new(20) & FailureRate::new(0.5))
                 | (HalfOpened
-                    & (FailureStreak::new(3) | (MinRequests::new(10) & FailureRate::new(0.3))))
-                | Probation { probes },
+                    & (FailureStreak::new(3) | (MinRequests::new(10) & FailureRate::new(0.3)))),
         )
+        .recovery(Successes::new(probes))
         .retry(Cooldown::new(secs(1.0 / 20.0)))
         .permit(RampUp::new(0.1, 1.0, secs(1.0 / 6.0)))
         .listener(prometheus.clone())
         .listener(listener.clone())
         .build()?;
 
-    // Consecutive failures only; backoff doubles the wait at every failed recovery.
+    // Consecutive failures only; backoff doubles the wait at every failed recovery, and
+    // five good probes are needed to close (one lucky probe would reset the backoff).
     let inventory = CircuitBreaker::builder("inventory_api")
         .window(CountWindow::new(20))
         .tripper(FailureStreak::new(5))
+        .recovery(Successes::new(5))
         .retry(
             Backoff::new(secs(1.0 / 30.0))
                 .multiplier(2.0)
@@ -386,11 +370,16 @@ fn breakers(
         .listener(listener.clone())
         .build()?;
 
-    // Latency: the share of slow calls over the last seconds, or failures.
+    // Latency: the share of slow calls over the last seconds, or failures. Recovery judges
+    // ten probes by the same rates, so one fast probe in a slow phase does not close it.
     let window_secs = (t / 12.0).round().clamp(2.0, 60.0) as u64;
     let search = CircuitBreaker::builder("search_api")
         .window(TimeWindow::new(Duration::from_secs(window_secs)))
         .tripper(MinRequests::new(20) & (FailureRate::new(0.5) | SlowRate::new(0.5, SLOW)))
+        .recovery(Probes::new(
+            SEARCH_PROBES,
+            FailureRate::new(0.5) | SlowRate::new(0.5, SLOW),
+        ))
         .retry(Cooldown::new(secs(1.0 / 15.0)).jitter(0.2))
         .permit(RampUp::new(0.2, 1.0, secs(1.0 / 10.0)))
         .listener(prometheus)
@@ -404,7 +393,7 @@ fn breakers(
             2,
             payment,
             format!(
-                "CountWindow({window}), ≥20 calls & failure rate ≥50%, Cooldown({}), RampUp 10%→100% over {}, probation {probes} probes",
+                "CountWindow({window}), ≥20 calls & failure rate ≥50%, Cooldown({}), RampUp 10%→100% over {}, Successes({probes})",
                 fmt_s(secs(1.0 / 20.0)),
                 fmt_s(secs(1.0 / 6.0))
             ),
@@ -414,7 +403,7 @@ fn breakers(
             2,
             inventory,
             format!(
-                "FailureStreak(5), Backoff({} ×2, max {}), Random(50%)",
+                "FailureStreak(5), Backoff({} ×2, max {}), Random(50%), Successes(5)",
                 fmt_s(secs(1.0 / 30.0)),
                 fmt_s(secs(1.0 / 6.0))
             ),
@@ -424,7 +413,7 @@ fn breakers(
             3,
             search,
             format!(
-                "TimeWindow({window_secs}s), ≥20 calls & (failures ≥50% | slow(≥{}ms) ≥50%), Cooldown({} ±20%), RampUp 20%→100%",
+                "TimeWindow({window_secs}s), ≥20 calls & (failures ≥50% | slow(≥{}ms) ≥50%), Cooldown({} ±20%), RampUp 20%→100%, Probes({SEARCH_PROBES}, same rates)",
                 SLOW.as_millis(),
                 fmt_s(secs(1.0 / 15.0))
             ),

@@ -2,6 +2,7 @@
 //! HTTP while it runs, prints every transition of the core cycle, ends on its own and
 //! writes its timeline picture.
 
+use fluxgate::State;
 use fluxgate_demo as demo;
 
 use std::io::{self, Read, Write};
@@ -121,6 +122,33 @@ fn demo_serves_metrics_prints_the_whole_cycle_and_draws_the_timeline() {
             "no {arrow} in the report"
         );
     }
+    // No flapping: `search_api` judges ten probes (`Probes`) before it closes, so it never
+    // closes and trips again in a row (with the default recovery, one lucky probe in the
+    // slow phase closed it and the slow calls tripped it again within 100 ms).
+    let search: Vec<_> = report
+        .transitions
+        .iter()
+        .filter(|t| t.circuit == "search_api")
+        .collect();
+    for pair in search.windows(2) {
+        assert!(
+            !(pair[0].from == State::HalfOpen
+                && pair[0].to == State::Closed
+                && pair[1].to == State::Open),
+            "search_api flapped: {pair:?}"
+        );
+    }
+    // In the slow phase (45 % … 65 % of the run) its probes are slow: it never closes.
+    let (slow_from, slow_to) = (
+        Duration::from_millis(6 * 450 + 200),
+        Duration::from_millis(6 * 650),
+    );
+    assert!(
+        !search
+            .iter()
+            .any(|t| t.to == State::Closed && (slow_from..slow_to).contains(&t.at)),
+        "search_api closed in the slow phase: {search:?}"
+    );
     // Status lines and the closing summary.
     assert!(text.contains("last 1s:"), "{text}");
     assert!(text.contains("── done after"), "{text}");

@@ -11,5 +11,7 @@ mod extension;
 mod listener_dispatch;
 mod log_listener;
 mod model;
+mod recovery;
+mod recovery_model;
 mod state_machine;
 mod window_model;

@@ -13,11 +13,15 @@ use crate::core::{Core, Parts};
 use crate::listeners::spawn::{Spawner, async_hook};
 use crate::listeners::{AsyncListener, Listener};
 use crate::permits::{Permit, RampUp};
+use crate::recovery::{ByTripper, Recovery};
 use crate::retries::{Cooldown, Retry};
 use crate::trackers::{self, Tracker};
 use crate::trippers::{FailureRate, MinRequests, Tripper};
 use crate::windows::{AnyWindow, CountWindow, Window};
 use crate::{CircuitBreaker, ConfigError, State};
+
+/// Half-open slots at most when probes have a deadline (one word each).
+const MAX_LEASED_SLOTS: u32 = 4096;
 
 /// Configures a breaker; every component has a default (D-1).
 ///
@@ -28,6 +32,8 @@ use crate::{CircuitBreaker, ConfigError, State};
 /// | tripper | `MinRequests::new(100) & FailureRate::new(0.5)` |
 /// | retry | `Cooldown::new(60 s)` |
 /// | permit | `RampUp::new(0.1, 1.0, 60 s)` |
+/// | recovery | `recovery::ByTripper` (the tripper decides, SM-9) |
+/// | probe_timeout | none |
 /// | listeners | none |
 /// | max_half_open_calls | 10 |
 /// | clock | `SystemClock` |
@@ -51,6 +57,8 @@ pub struct Builder<F = CircuitBreaker> {
     window: AnyWindow,
     tracker: Box<dyn Tracker>,
     tripper: Box<dyn Tripper>,
+    recovery: Box<dyn Recovery>,
+    probe_timeout: Option<Duration>,
     retry: Box<dyn Retry>,
     permit: Box<dyn Permit>,
     clock: Arc<dyn Clock>,
@@ -87,6 +95,8 @@ impl<F: Face> Builder<F> {
             window: AnyWindow::Count(CountWindow::new(100)),
             tracker: Box::new(trackers::All),
             tripper: Box::new(MinRequests::new(100) & FailureRate::new(0.5)),
+            recovery: Box::new(ByTripper),
+            probe_timeout: None,
             retry: Box::new(Cooldown::new(Duration::from_secs(60))),
             permit: Box::new(RampUp::new(0.1, 1.0, Duration::from_secs(60))),
             clock: Arc::new(SystemClock::new()),
@@ -126,6 +136,57 @@ impl<F: Face> Builder<F> {
     /// ```
     pub fn tripper(mut self, tripper: impl Tripper) -> Self {
         self.tripper = Box::new(tripper);
+        self
+    }
+
+    /// When a half-open circuit closes or opens again; default [`ByTripper`] (the tripper
+    /// decides, SM-9, the first good probe closes). See the [`recovery`](crate::recovery)
+    /// module for the rules.
+    ///
+    /// ```
+    /// use fluxgate_core::{recovery::Probes, trippers::FailureRate};
+    /// let _ = fluxgate_core::CircuitBreaker::builder("x").recovery(Probes::new(10, FailureRate::new(0.5)));
+    /// ```
+    pub fn recovery(mut self, recovery: impl Recovery) -> Self {
+        self.recovery = Box::new(recovery);
+        self
+    }
+
+    /// Frees the half-open slot of a probe that has not recorded its outcome after
+    /// `timeout`, so a hung call cannot keep the circuit from recovering; default none.
+    ///
+    /// The timed-out probe counts as a tracked failure lasting `timeout`, recorded when the
+    /// next call arrives in `half_open` (lazily, as the move to `half_open` is); its own
+    /// outcome, if it ever comes, is then ignored. Deadlines are kept in whole
+    /// milliseconds (rounded up: a probe never times out early). `timeout` must be
+    /// greater than zero; with a timeout, `max_half_open_calls` is at most 4096 (one
+    /// word per slot).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::{CircuitBreaker, State, clock::ManualClock, retries::Always, trippers::FailureStreak};
+    /// let clock = ManualClock::new();
+    /// let cb = CircuitBreaker::builder("x")
+    ///     .tripper(FailureStreak::new(1))
+    ///     .retry(Always)
+    ///     .permit(fluxgate_core::permits::All)
+    ///     .max_half_open_calls(1)
+    ///     .probe_timeout(Duration::from_secs(5))
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// cb.admit().unwrap().failure();
+    /// let hung = cb.admit().unwrap(); // the only slot
+    /// assert!(cb.admit().is_err());
+    /// clock.advance(Duration::from_secs(5));
+    /// // The hung probe counted as a failure: open again, then half-open for this call.
+    /// let probe = cb.admit().unwrap();
+    /// hung.success(); // too late: ignored
+    /// probe.success();
+    /// assert_eq!(cb.info().state, State::Closed);
+    /// # Ok::<(), fluxgate_core::ConfigError>(())
+    /// ```
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = Some(timeout);
         self
     }
 
@@ -210,6 +271,7 @@ impl<F: Face> Builder<F> {
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         self.window.validate()?;
         self.tripper.validate()?;
+        self.recovery.validate()?;
         self.retry.validate()?;
         self.permit.validate()?;
         if self.max_half_open_calls == 0 {
@@ -220,8 +282,21 @@ impl<F: Face> Builder<F> {
                 ">= 1",
             ));
         }
+        if let Some(timeout) = self.probe_timeout {
+            ConfigError::positive("CircuitBreaker", "probe_timeout", timeout)?;
+            let max = u32::try_from(self.max_half_open_calls).unwrap_or(u32::MAX);
+            if max > MAX_LEASED_SLOTS {
+                return Err(ConfigError::new(
+                    "CircuitBreaker",
+                    "max_half_open_calls",
+                    self.max_half_open_calls,
+                    "<= 4096 with a probe_timeout",
+                ));
+            }
+        }
         let mut thresholds = Vec::new();
         self.tripper.slow_thresholds(&mut thresholds);
+        self.recovery.slow_thresholds(&mut thresholds);
         if thresholds.len() > crate::metric::MAX_SLOW_THRESHOLDS {
             return Err(ConfigError::new(
                 "SlowRate",
@@ -252,8 +327,11 @@ impl<F: Face> Builder<F> {
         let max = u32::try_from(self.max_half_open_calls).unwrap_or(u32::MAX);
         let mut thresholds = Vec::new();
         self.tripper.slow_thresholds(&mut thresholds);
+        self.recovery.slow_thresholds(&mut thresholds);
         self.window.set_slow_thresholds(&thresholds);
-        let time_calls = self.measure_durations || self.tripper.needs_durations();
+        let time_calls = self.measure_durations
+            || self.tripper.needs_durations()
+            || self.recovery.needs_durations();
         let new_shape = self.window.shape();
         let shared = old.filter(|old| new_shape.is_some() && old.window_shape() == new_shape);
         let window: Arc<AnyWindow> = match shared {
@@ -268,6 +346,8 @@ impl<F: Face> Builder<F> {
             window,
             tracker: self.tracker,
             tripper: self.tripper,
+            recovery: self.recovery,
+            probe_timeout: self.probe_timeout,
             retry: self.retry,
             permit: self.permit,
             clock: self.clock,

@@ -70,6 +70,7 @@ pub mod keyed;
 pub mod listeners;
 mod metric;
 pub mod permits;
+pub mod recovery;
 pub mod registry;
 pub mod retries;
 mod shards;

@@ -312,3 +312,72 @@ fn sm19_racing_transitions_reach_the_listener_as_one_chain_ending_at_the_state()
         assert_eq!(state, cb.info().state, "{seen:?}");
     });
 }
+
+/// A rule that never ends a half-open period, so every probe of a model belongs to one.
+struct Forever;
+impl fluxgate_core::recovery::Recovery for Forever {
+    fn decide(
+        &self,
+        _: &fluxgate_core::recovery::RecoveryContext<'_>,
+    ) -> fluxgate_core::recovery::Verdict {
+        fluxgate_core::recovery::Verdict::Stay
+    }
+}
+
+#[test]
+fn sm8_a_timed_out_probe_counts_once_and_frees_its_slot_once() {
+    check("probe timeout", || {
+        let clock = ManualClock::new();
+        let cb = Arc::new(
+            CircuitBreaker::builder("model")
+                .tripper(FailureStreak::new(1))
+                .retry(Cooldown::new(Duration::from_secs(1)))
+                .permit(permits::All)
+                .max_half_open_calls(2)
+                .probe_timeout(Duration::from_secs(1))
+                .recovery(Forever)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        fail(&cb);
+        clock.advance(Duration::from_secs(1));
+        let recorded = cb.admit_owned().unwrap();
+        let dropped = cb.admit_owned().unwrap();
+        // Both are past their deadline: each ends as its own outcome or as a timeout.
+        clock.advance(Duration::from_secs(1));
+        let recorder = thread::spawn(move || recorded.success());
+        let dropper = thread::spawn(move || drop(dropped));
+        let prober = {
+            let cb = cb.clone();
+            thread::spawn(move || {
+                let mut held = Vec::new();
+                for _ in 0..2 {
+                    if let Ok(t) = cb.admit_owned() {
+                        held.push(t);
+                    }
+                    assert!(cb.half_open_in_flight() <= 2);
+                }
+                held
+            })
+        };
+        recorder.join().unwrap();
+        dropper.join().unwrap();
+        let held = prober.join().unwrap();
+        assert!(cb.half_open_in_flight() <= 2);
+        // A late release never frees a slot that a new probe holds.
+        assert_eq!(cb.half_open_in_flight() as usize, held.len());
+        let m = cb.info().metric;
+        // The recorded probe counts once (its success, or a timeout failure); the dropped
+        // one counts as a failure iff a caller found it before it was dropped.
+        assert!((1..=2).contains(&m.total_count), "{m:?}");
+        assert!(m.total_count - m.failure_count <= 1, "{m:?}");
+        assert_eq!(cb.info().state, State::HalfOpen);
+        drop(held);
+        assert_eq!(cb.half_open_in_flight(), 0, "a slot leaked");
+        let a = cb.admit().expect("a free slot");
+        let b = cb.admit().expect("a free slot");
+        assert!(cb.admit().is_err());
+        drop((a, b));
+    });
+}

@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::error::RejectionName;
 use crate::listeners::Listener;
 use crate::permits::Permit;
+use crate::recovery::{Recovery, RecoveryContext, Verdict};
 use crate::retries::{Retry, RetryContext};
 use crate::trackers::Tracker;
 use crate::trippers::{TripContext, Tripper};
@@ -36,9 +37,11 @@ use crate::windows::{AnyWindow, Window};
 use crate::{CallNotPermitted, Metric, Record, Signal, State};
 
 pub(crate) mod dispatch;
+mod leases;
 mod ticket;
 use dispatch::Dispatcher;
 pub(crate) use dispatch::SignalHook;
+use leases::Leases;
 pub use ticket::{Outcome, Ticket};
 
 const STATE_BITS: u32 = 3;
@@ -47,6 +50,21 @@ const EPOCH_MASK: u64 = u64::MAX >> STATE_BITS;
 /// The streak and the half-open slots: the epoch's low bits, then a 32-bit count.
 const COUNT_BITS: u32 = 32;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// The probes of a half-open period: recorded probes in the high half of the count, their
+/// successes in the low half, each saturating at `recovery::MAX_PROBES`.
+const PROBE_BITS: u32 = COUNT_BITS / 2;
+const PROBE_MAX: u64 = (1 << PROBE_BITS) - 1;
+
+/// The half-open slot an admission holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// None (any state but `half_open`, or given back already).
+    None,
+    /// One of the `half_open` counter.
+    Counted,
+    /// Slot `Admission::lease` of the leases (`Builder::probe_timeout`).
+    Leased,
+}
 
 #[inline]
 pub(crate) fn state_of(word: u64) -> State {
@@ -131,6 +149,8 @@ pub(crate) struct Parts {
     pub(crate) window: Arc<AnyWindow>,
     pub(crate) tracker: Box<dyn Tracker>,
     pub(crate) tripper: Box<dyn Tripper>,
+    pub(crate) recovery: Box<dyn Recovery>,
+    pub(crate) probe_timeout: Option<Duration>,
     pub(crate) retry: Box<dyn Retry>,
     pub(crate) permit: Box<dyn Permit>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -147,6 +167,10 @@ pub struct Core {
     streak: AtomicU64,
     /// Half-open calls in flight, as `counted(epoch, n)` of the half-open period.
     half_open: AtomicU64,
+    /// Probes recorded in the half-open period, as `counted(epoch, probes << 16 | successes)`.
+    probes: AtomicU64,
+    /// Slots with a deadline, instead of `half_open`, when a probe timeout is set.
+    leases: Option<Leases>,
     /// Monotonic time of the last transition, written before `word`.
     changed: AtomicU64,
     /// The jitter seed of the current open period.
@@ -163,6 +187,7 @@ pub struct Core {
     window: Arc<AnyWindow>,
     tracker: Box<dyn Tracker>,
     tripper: Box<dyn Tripper>,
+    recovery: Box<dyn Recovery>,
     retry: Box<dyn Retry>,
     permit: Box<dyn Permit>,
     clock: Arc<dyn Clock>,
@@ -184,7 +209,10 @@ impl std::fmt::Debug for Core {
 pub(crate) struct Admission {
     word: u64,
     start: u64,
-    slot: bool,
+    slot: Slot,
+    /// The index of a `Slot::Leased` (kept apart so that `Slot` leaves a niche in the byte
+    /// it takes: the rejection path writes one byte less for it).
+    lease: u32,
 }
 
 impl Core {
@@ -197,6 +225,10 @@ impl Core {
             word: AtomicU64::new(pack(State::Closed, 0)),
             streak: AtomicU64::new(counted(0, 0)),
             half_open: AtomicU64::new(counted(0, 0)),
+            probes: AtomicU64::new(counted(0, 0)),
+            leases: p
+                .probe_timeout
+                .map(|t| Leases::new(p.max_half_open_calls, t)),
             changed: AtomicU64::new(now),
             seed: AtomicU64::new(fresh_seed(0)),
             reopens: AtomicU32::new(0),
@@ -209,6 +241,7 @@ impl Core {
             window: p.window,
             tracker: p.tracker,
             tripper: p.tripper,
+            recovery: p.recovery,
             retry: p.retry,
             permit: p.permit,
             clock: p.clock,
@@ -271,12 +304,14 @@ impl Core {
                 } else {
                     0
                 },
-                slot: false,
+                slot: Slot::None,
+                lease: 0,
             }),
             State::Disabled => Ok(Admission {
                 word,
                 start: 0,
-                slot: false,
+                slot: Slot::None,
+                lease: 0,
             }),
             _ => self.admit_slow(),
         }
@@ -296,14 +331,16 @@ impl Core {
                     return Ok(Admission {
                         word,
                         start,
-                        slot: false,
+                        slot: Slot::None,
+                        lease: 0,
                     });
                 }
                 State::Disabled => {
                     return Ok(Admission {
                         word,
                         start: 0,
-                        slot: false,
+                        slot: Slot::None,
+                        lease: 0,
                     });
                 }
                 State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
@@ -320,6 +357,9 @@ impl Core {
                     return Err(self.reject(State::Open, self.retry.retry_after(&ctx)));
                 }
                 State::HalfOpen => {
+                    if self.leases.is_some() {
+                        return self.admit_leased(word);
+                    }
                     // SM-8: a slot of this half-open period first, then the permit.
                     // A period that is already over (a transition is being written) turns
                     // the caller away like a full one: waiting for it would make this
@@ -327,24 +367,70 @@ impl Core {
                     if !self.take_slot(epoch_of(word)) {
                         return Err(self.reject(State::HalfOpen, None));
                     }
-                    let adm = Admission {
+                    let mut adm = Admission {
                         word,
                         start: 0,
-                        slot: true,
+                        slot: Slot::Counted,
+                        lease: 0,
                     };
                     let now = self.clock.now_nanos();
                     if !self.permit.permit(self.since_change(now)) {
-                        self.release(&adm);
+                        self.release(&mut adm);
                         return Err(self.reject(State::HalfOpen, None));
                     }
                     return Ok(Admission {
                         word,
                         start: if self.time_calls { now } else { 0 },
-                        slot: true,
+                        slot: Slot::Counted,
+                        lease: 0,
                     });
                 }
             }
         }
+    }
+
+    /// SM-8 with a probe timeout: probes past their deadline give their slots back first,
+    /// each counted as a tracked failure (which may end the period: then the caller is
+    /// admitted as the new state says); then a slot, then the permit.
+    #[cold]
+    #[inline(never)]
+    fn admit_leased(&self, word: u64) -> Result<Admission, CallNotPermitted> {
+        let Some(leases) = self.leases.as_ref() else {
+            return Err(self.reject(State::HalfOpen, None));
+        };
+        let epoch = epoch_of(word);
+        let now = self.clock.now_nanos();
+        leases.reclaim(epoch, now, |start| {
+            // The hung probe's ticket will find its slot gone and record nothing.
+            let mut timed_out = Admission {
+                word,
+                start,
+                slot: Slot::None,
+                lease: 0,
+            };
+            self.record(&mut timed_out, Outcome::Failure);
+        });
+        if self.word.load(Ordering::Acquire) != word {
+            // The timed-out probes ended the period (or another transition did): look again.
+            return self.admit_slow();
+        }
+        let Some(index) = leases.take(epoch, now) else {
+            return Err(self.reject(State::HalfOpen, None));
+        };
+        let mut adm = Admission {
+            word,
+            start: now,
+            slot: Slot::Leased,
+            lease: index,
+        };
+        // A period that ended while the slot was taken turns the caller away like a full
+        // one (its slot is then one of a period that is over).
+        if self.word.load(Ordering::Acquire) != word || !self.permit.permit(self.since_change(now))
+        {
+            self.release(&mut adm);
+            return Err(self.reject(State::HalfOpen, None));
+        }
+        Ok(adm)
     }
 
     /// Takes a half-open slot of the period of `epoch`; false when all are taken or that
@@ -372,14 +458,30 @@ impl Core {
     /// half-open period that is over is not given back: the new period started with all
     /// of its slots free.
     #[inline]
-    pub(crate) fn release(&self, adm: &Admission) {
-        if adm.slot {
-            self.release_slot(epoch_of(adm.word));
+    pub(crate) fn release(&self, adm: &mut Admission) {
+        if adm.slot != Slot::None {
+            self.release_slot(adm);
         }
     }
 
+    /// Gives back the slot of `adm` and forgets it, so it is given back once; false when
+    /// it was a lease that a caller reclaimed after its deadline (the probe then counted
+    /// as a failure, and its own outcome must not count).
     #[inline(never)]
-    fn release_slot(&self, epoch: u64) {
+    fn release_slot(&self, adm: &mut Admission) -> bool {
+        match (std::mem::replace(&mut adm.slot, Slot::None), &self.leases) {
+            (Slot::Counted, _) => {
+                self.release_counted(epoch_of(adm.word));
+                true
+            }
+            (Slot::Leased, Some(leases)) => {
+                leases.release(adm.lease, leases.stamp(epoch_of(adm.word), adm.start))
+            }
+            _ => true,
+        }
+    }
+
+    fn release_counted(&self, epoch: u64) {
         let mut cur = self.half_open.load(Ordering::Acquire);
         while let Some(n) = count_in(cur, epoch) {
             if n == 0 {
@@ -399,7 +501,7 @@ impl Core {
 
     /// Phase two: the call finished with `outcome` (SM-3 … SM-11, SM-17).
     #[inline]
-    pub(crate) fn record(&self, adm: &Admission, outcome: Outcome) {
+    pub(crate) fn record(&self, adm: &mut Admission, outcome: Outcome) {
         let state = state_of(adm.word);
         let failure = match outcome {
             Outcome::Ignored => return,
@@ -407,6 +509,10 @@ impl Core {
             Outcome::Success => false,
             Outcome::Failure => true,
         };
+        if adm.slot == Slot::Leased && !self.release_slot(adm) {
+            // Its deadline passed and a caller counted it as a failure already.
+            return;
+        }
         let now = if self.needs_now {
             self.clock.now_nanos()
         } else {
@@ -441,17 +547,51 @@ impl Core {
         }
         let metric = self.window.metric(epoch, now);
         let trip = self.tripper.trip(&TripContext::new(&metric, state, streak));
-        match (state, failure, trip) {
-            (State::Closed, _, true) => {
+        match (state, trip) {
+            (State::Closed, true) => {
                 self.transition(Some(adm.word), State::Open, true);
             }
-            (State::HalfOpen, false, false) => {
-                self.transition(Some(adm.word), State::Closed, true);
-            }
-            (State::HalfOpen, true, true) => {
-                self.transition(Some(adm.word), State::Open, true);
+            (State::HalfOpen, tripped) => {
+                self.recover(adm.word, &metric, failure, tripped, streak);
             }
             _ => {}
+        }
+    }
+
+    /// SM-9, as the recovery rule reads it: counts the probe, asks the rule, acts.
+    #[inline(never)]
+    fn recover(&self, word: u64, metric: &Metric, failed: bool, tripped: bool, streak: u64) {
+        let Some((probes, successes)) = self.count_probe(epoch_of(word), failed) else {
+            return;
+        };
+        let ctx = RecoveryContext::new(metric, failed, tripped, probes, successes, streak);
+        match self.recovery.decide(&ctx) {
+            Verdict::Stay => {}
+            Verdict::Close => {
+                self.transition(Some(word), State::Closed, true);
+            }
+            Verdict::Open => {
+                self.transition(Some(word), State::Open, true);
+            }
+        }
+    }
+
+    /// Counts a recorded probe of `epoch`: (probes, successes) of the period so far, or
+    /// `None` when a transition happened since (the probe then decides nothing).
+    fn count_probe(&self, epoch: u64, failed: bool) -> Option<(u64, u64)> {
+        let mut cur = self.probes.load(Ordering::Acquire);
+        loop {
+            let n = count_in(cur, epoch)?;
+            let probes = ((n >> PROBE_BITS) + 1).min(PROBE_MAX);
+            let successes = ((n & PROBE_MAX) + u64::from(!failed)).min(PROBE_MAX);
+            let next = counted(epoch, (probes << PROBE_BITS) | successes);
+            match self
+                .probes
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some((probes, successes)),
+                Err(actual) => cur = actual,
+            }
         }
     }
 
@@ -508,6 +648,10 @@ impl Core {
         self.window.advance(epoch);
         self.streak.store(counted(epoch, 0), Ordering::Release);
         self.half_open.store(counted(epoch, 0), Ordering::Release);
+        self.probes.store(counted(epoch, 0), Ordering::Release);
+        if let Some(leases) = &self.leases {
+            leases.clear();
+        }
         if to == State::Open {
             self.seed.store(fresh_seed(epoch), Ordering::Release);
         }
@@ -547,6 +691,9 @@ impl Core {
         let word = self.word.load(Ordering::Acquire);
         if state_of(word) != State::HalfOpen {
             return 0;
+        }
+        if let Some(leases) = &self.leases {
+            return leases.held(epoch_of(word), self.clock.now_nanos());
         }
         count_in(self.half_open.load(Ordering::Acquire), epoch_of(word)).unwrap_or(0) as u32
     }

@@ -97,8 +97,8 @@ impl<'a> Ticket<'a> {
     /// assert_eq!(cb.info().metric.total_count, 0);
     /// ```
     #[inline]
-    pub fn record(self, outcome: Outcome) {
-        self.core.record(&self.adm, outcome);
+    pub fn record(mut self, outcome: Outcome) {
+        self.core.record(&mut self.adm, outcome);
     }
 
     /// Records a success.
@@ -165,7 +165,7 @@ impl<'a> Ticket<'a> {
 impl Drop for Ticket<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.core.release(&self.adm);
+        self.core.release(&mut self.adm);
     }
 }
 
