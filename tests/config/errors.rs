@@ -10,12 +10,12 @@ const CASES: &[(Format, &str, &str)] = &[
     (
         Format::Toml,
         "[defaults]\nwindow = { type = \"count\", size = 5 }\nwindw = 3\n",
-        "line 3: defaults, field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`",
+        "line 3: defaults, field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`, `recovery`, `probe_timeout`",
     ),
     (
         Format::Yaml,
         "breakers:\n  a:\n    windw: 3\n",
-        "line 3: breaker \"a\", field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`",
+        "line 3: breaker \"a\", field windw: unknown field `windw`, expected one of `window`, `tracker`, `tripper`, `retry`, `permit`, `max_half_open_calls`, `measure_durations`, `state`, `recovery`, `probe_timeout`",
     ),
     (
         Format::Toml,

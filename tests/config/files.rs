@@ -148,3 +148,88 @@ fn the_demo_file_describes_the_demo_breakers() {
     }
     assert_eq!(inventory.state(), State::Open);
 }
+
+#[test]
+fn sm9_recovery_rules_and_probe_timeout_come_from_the_file() {
+    use fluxgate::config::RecoveryConfig;
+    let [t, _] = both(
+        r#"
+[breakers.a]
+tripper = "FailureStreak(1)"
+retry = { type = "always" }
+permit = { type = "all" }
+recovery = { type = "successes", n = 3 }
+probe_timeout = "2s"
+
+[breakers.b]
+recovery = { type = "probes", n = 10, rule = "FailureRate(0.5)" }
+"#,
+        r#"
+breakers:
+  a:
+    tripper: "FailureStreak(1)"
+    retry: { type: always }
+    permit: { type: all }
+    recovery: { type: successes, n: 3 }
+    probe_timeout: 2s
+  b:
+    recovery: { type: probes, n: 10, rule: "FailureRate(0.5)" }
+"#,
+    );
+    assert_eq!(t.get("a").recovery, RecoveryConfig::Successes(3));
+    assert_eq!(t.get("a").probe_timeout, Some(Duration::from_secs(2)));
+    assert!(matches!(
+        t.get("b").recovery,
+        RecoveryConfig::Probes { n: 10, .. }
+    ));
+    assert_eq!(t.get("b").probe_timeout, None);
+    // Three successful probes close it, not one (SM-9 with a recovery rule).
+    let clock = ManualClock::new();
+    let a = breaker(&t, "a", &clock);
+    let _ = fail(&a);
+    assert_eq!(a.state(), State::Open);
+    for expected in [State::HalfOpen, State::HalfOpen, State::Closed] {
+        assert!(crate::ok(&a));
+        assert_eq!(a.state(), expected);
+    }
+}
+
+#[test]
+fn invalid_recovery_fields_name_the_field_and_value() {
+    let cases = [
+        (
+            "recovery = { type = \"successes\", n = 0 }",
+            "recovery.n",
+            "0",
+        ),
+        (
+            "recovery = { type = \"successes\" }",
+            "recovery",
+            "needs `n`",
+        ),
+        (
+            "recovery = { type = \"probes\", n = 5, rule = \"FailureRat(0.5)\" }",
+            "recovery.rule",
+            "FailureRat",
+        ),
+        (
+            "recovery = { type = \"probes\", n = 5, rule = \"FailureRate(1.5)\" }",
+            "recovery.rule",
+            "1.5",
+        ),
+        (
+            "recovery = { type = \"sometimes\" }",
+            "recovery",
+            "sometimes",
+        ),
+        ("probe_timeout = \"0s\"", "probe_timeout", "0s"),
+        ("probe_timeout = \"soon\"", "probe_timeout", "soon"),
+    ];
+    for (line, field, needle) in cases {
+        let text = format!("[breakers.x]\n{line}\n");
+        let err = Config::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.contains(field), "{line}: {err}");
+        assert!(err.contains(needle), "{line}: {err}");
+        assert!(err.contains("line 2"), "{line}: {err}");
+    }
+}

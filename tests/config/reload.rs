@@ -247,6 +247,9 @@ fn a_reload_says_what_changed_in_one_info_line() {
     let logs = crate::support::logs::Logs::default();
     let v2 = V1.replace("size = 50", "size = 60") + "\n[breakers.reports]\n";
     tracing::subscriber::with_default(logs.subscriber(), || {
+        // Another test thread may have registered the callsite while no subscriber of
+        // its own was set; recompute its interest now that this one is.
+        tracing::callsite::rebuild_interest_cache();
         live.apply(&registry, Config::from_toml_str(&v2).unwrap())
             .unwrap();
         // Nothing changed: nothing said.

@@ -8,9 +8,11 @@ use fluxgate_core::{AsyncCircuitBreaker, Builder, CircuitBreaker, ConfigError};
 
 use crate::config::{Config, quote};
 use crate::error::Error;
+use crate::model::RecoveryConfig;
 use crate::model::{BreakerConfig, InitialState, PermitConfig, RetryConfig, WindowConfig};
 use crate::rules::build_tripper;
 use crate::trackers::Trackers;
+use fluxgate_core::recovery::{ByTripper, Probes, Successes};
 
 mod sealed {
     pub trait Sealed {}
@@ -118,6 +120,17 @@ macro_rules! face {
                         final_ratio,
                         duration,
                     } => b.permit(RampUp::new(initial, final_ratio, duration)),
+                };
+                let b = match &c.recovery {
+                    RecoveryConfig::ByTripper => b.recovery(ByTripper),
+                    RecoveryConfig::Successes(n) => b.recovery(Successes::new(*n)),
+                    RecoveryConfig::Probes { n, rule } => {
+                        b.recovery(Probes::new(*n, build_tripper(rule)))
+                    }
+                };
+                let b = match c.probe_timeout {
+                    Some(d) => b.probe_timeout(d),
+                    None => b,
                 };
                 b.max_half_open_calls(c.max_half_open_calls)
                     .measure_durations(c.measure_durations)

@@ -11,8 +11,8 @@ use crate::duration::parse_duration;
 use crate::error::{Error, Scope};
 use crate::locate::{Lines, line_of};
 use crate::model::{
-    BreakerConfig, PermitConfig, PermitKind, RawBreaker, RawFile, RawPermit, RawRetry, RawWindow,
-    RetryConfig, RetryKind, WindowConfig, WindowKind,
+    BreakerConfig, PermitConfig, PermitKind, RawBreaker, RawFile, RawPermit, RawRecovery, RawRetry,
+    RawWindow, RecoveryConfig, RecoveryKind, RetryConfig, RetryKind, WindowConfig, WindowKind,
 };
 use crate::rules::{build_tripper, parse_tripper};
 use crate::trackers::{Trackers, parse_tracker};
@@ -391,6 +391,8 @@ fn set_fields(r: &RawBreaker) -> BTreeSet<&'static str> {
     add(r.max_half_open_calls.is_some(), "max_half_open_calls");
     add(r.measure_durations.is_some(), "measure_durations");
     add(r.state.is_some(), "state");
+    add(r.recovery.is_some(), "recovery");
+    add(r.probe_timeout.is_some(), "probe_timeout");
     s
 }
 
@@ -658,7 +660,58 @@ fn resolve(
     if let Some(s) = raw.state {
         c.state = s;
     }
+    if let Some(r) = &raw.recovery {
+        c.recovery = recovery(r, scope, at)?;
+    }
+    if let Some(t) = &raw.probe_timeout {
+        let d = duration(at, scope, "probe_timeout", t)?;
+        if d.is_zero() {
+            return Err(at(
+                scope,
+                "probe_timeout",
+                Some(quote(t)),
+                ConfigError::new("CircuitBreaker", "probe_timeout", "0s", "> 0").to_string(),
+            ));
+        }
+        c.probe_timeout = Some(d);
+    }
     Ok(c)
+}
+
+fn recovery(r: &RawRecovery, scope: &Scope, at: &At<'_>) -> Result<RecoveryConfig, Error> {
+    use fluxgate_core::recovery::{Probes, Recovery, Successes};
+    let n_value = r.n.map(|n| n.to_string());
+    let checked = |v: Result<(), ConfigError>| {
+        v.map_err(|e| at(scope, "recovery.n", n_value.clone(), e.to_string()))
+    };
+    match r.kind {
+        RecoveryKind::ByTripper => {
+            refuse(at, scope, "recovery.n", "by_tripper", &r.n)?;
+            refuse(at, scope, "recovery.rule", "by_tripper", &r.rule)?;
+            Ok(RecoveryConfig::ByTripper)
+        }
+        RecoveryKind::Successes => {
+            refuse(at, scope, "recovery.rule", "successes", &r.rule)?;
+            let n = required(at, scope, "recovery.n", "successes", &r.n)?;
+            checked(Successes::new(n).validate())?;
+            Ok(RecoveryConfig::Successes(n))
+        }
+        RecoveryKind::Probes => {
+            let n = required(at, scope, "recovery.n", "probes", &r.n)?;
+            let text = required(at, scope, "recovery.rule", "probes", &r.rule)?;
+            let value = Some(quote(&text));
+            let rule = parse_tripper(&text)
+                .map_err(|e| at(scope, "recovery.rule", value.clone(), e.to_string()))?;
+            let built = Probes::new(n, build_tripper(&rule));
+            match built.validate() {
+                Ok(()) => Ok(RecoveryConfig::Probes { n, rule }),
+                Err(e) if e.parameter() == "n" => {
+                    Err(at(scope, "recovery.n", n_value.clone(), e.to_string()))
+                }
+                Err(e) => Err(at(scope, "recovery.rule", value, e.to_string())),
+            }
+        }
+    }
 }
 
 fn retry_value(r: &RawRetry, key: &str) -> Option<String> {

@@ -67,7 +67,9 @@ pub use crate::changes::Changes;
 pub use crate::config::{Config, Format};
 pub use crate::duration::{format_duration, parse_duration};
 pub use crate::error::{Error, Scope};
-pub use crate::model::{BreakerConfig, InitialState, PermitConfig, RetryConfig, WindowConfig};
+pub use crate::model::{
+    BreakerConfig, InitialState, PermitConfig, RecoveryConfig, RetryConfig, WindowConfig,
+};
 pub use crate::reload::Live;
 pub use crate::rules::parse_tripper;
 pub use crate::trackers::{TrackerName, Trackers, parse_tracker};

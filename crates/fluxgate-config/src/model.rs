@@ -173,6 +173,37 @@ pub struct BreakerConfig {
     pub measure_durations: bool,
     /// `state`: the state right after building.
     pub state: InitialState,
+    /// `recovery`: when a half-open circuit closes (`by_tripper`, SM-9, by default).
+    pub recovery: RecoveryConfig,
+    /// `probe_timeout`: a half-open probe that has not recorded in this time gives its
+    /// slot back and counts as a failure (none by default).
+    pub probe_timeout: Option<std::time::Duration>,
+}
+
+/// The half-open recovery rule of a breaker (`fluxgate_core::recovery`).
+///
+/// ```toml
+/// recovery = { type = "probes", n = 10, rule = "FailureRate(0.5) | SlowRate(0.5, 40ms)" }
+/// ```
+///
+/// ```
+/// assert_eq!(fluxgate_config::RecoveryConfig::default(), fluxgate_config::RecoveryConfig::ByTripper);
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RecoveryConfig {
+    /// `{ type = "by_tripper" }`: the tripper decides after each probe (SM-9).
+    #[default]
+    ByTripper,
+    /// `{ type = "successes", n = 3 }`: close from the n-th successful probe.
+    Successes(u64),
+    /// `{ type = "probes", n = 10, rule = "FailureRate(0.5)" }`: after n probes, open
+    /// again if `rule` holds over them, else close.
+    Probes {
+        /// Probes to wait for.
+        n: u64,
+        /// The rule judged over the probes.
+        rule: Expr<RuleCall>,
+    },
 }
 
 impl Default for BreakerConfig {
@@ -189,6 +220,8 @@ impl Default for BreakerConfig {
             max_half_open_calls: 10,
             measure_durations: false,
             state: InitialState::Closed,
+            recovery: RecoveryConfig::ByTripper,
+            probe_timeout: None,
         }
     }
 }
@@ -222,6 +255,28 @@ pub(crate) struct RawBreaker {
     pub(crate) max_half_open_calls: Option<u64>,
     pub(crate) measure_durations: Option<bool>,
     pub(crate) state: Option<InitialState>,
+    pub(crate) recovery: Option<RawRecovery>,
+    pub(crate) probe_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RecoveryKind {
+    ByTripper,
+    Successes,
+    Probes,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a recovery table such as { type = \"successes\", n = 3 }"
+)]
+pub(crate) struct RawRecovery {
+    #[serde(rename = "type")]
+    pub(crate) kind: RecoveryKind,
+    pub(crate) n: Option<u64>,
+    pub(crate) rule: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
