@@ -8,6 +8,7 @@ mod axum_route;
 mod breaker;
 mod client_backend;
 mod e2e;
+mod exposition;
 mod hostile;
 mod listener;
 mod metrics_backend;
