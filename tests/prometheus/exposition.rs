@@ -40,7 +40,7 @@ const NAMES: [&str; 9] = [
 fn exercise(listener: &PrometheusListener) {
     for (i, name) in NAMES.iter().enumerate() {
         listener.on_attach(name, State::Closed);
-        let mut signal = |old, new| {
+        let signal = |old, new| {
             listener
                 .on_signal(&Signal::new(*name, old, new, SystemTime::now()))
                 .unwrap();

@@ -14,3 +14,4 @@ mod listener;
 mod metrics_backend;
 mod promtool;
 mod server;
+mod status;
