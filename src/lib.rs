@@ -147,6 +147,10 @@ struct DocsPrometheusDoctests;
 #[doc = include_str!("../docs/ko/listeners/prometheus.md")]
 struct DocsPrometheusKoDoctests;
 
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../docs/status.md")]
+struct DocsStatusDoctests;
+
 #[cfg(all(doctest, feature = "slack"))]
 #[doc = include_str!("../docs/listeners/slack.md")]
 struct DocsSlackDoctests;
