@@ -22,9 +22,13 @@
 //! - `metrics`: [`MetricsListener`] on the `metrics` facade, for applications that export
 //!   through `metrics-exporter-prometheus` or another recorder.
 //!
-//! Writes of one signal are grouped under a lock that the `prometheus` and
-//! `prometheus-client` scrapers take too, so a scrape never sees a circuit in two states
-//! at once, or in none.
+//! A scrape never sees a circuit in two states at once, or in none: the `prometheus`
+//! backend keeps one current state per circuit in its own compact store (and derives the
+//! six gauge values from it when it writes the exposition), and the `prometheus-client`
+//! scraper takes the lock under which the writes of one signal are grouped.
+//!
+//! With the `prometheus` feature the same server also answers `/status` and
+//! `/status.json` for the breakers a [`StatusSource`] lists ([`MetricsServer::builder`]).
 //!
 //! ```
 //! # #[cfg(feature = "prometheus")] {
