@@ -7,8 +7,9 @@
 //! Encoding a large registry runs beside it, on at most one helper thread of that runtime
 //! (`fluxgate-metrics-encode`, started by the first scrape and ended after 15 idle
 //! minutes), so the connections keep being served meanwhile. It answers `GET`/`HEAD /metrics` with the classic text
-//! format (`text/plain; version=0.0.4`) that Prometheus scrapes and Python sends; other
-//! paths get 404, other methods 405. Applications that already run axum mount
+//! format (`text/plain; version=0.0.4`) that Prometheus scrapes and Python sends and,
+//! when [`MetricsServer::builder`] was given a [`StatusSource`], `/status.json` and the
+//! `/status` page; other paths get 404, other methods 405. Applications that already run axum mount
 //! [`axum_router`](super::axum_router) instead.
 //!
 //! # Hostile clients
@@ -26,7 +27,7 @@
 //! | request head size | 16 KiB | oversized heads (answered 431) |
 //! | connections at once | 128; a new one sheds the oldest idle, unfinished or closing connection (only when every connection is being answered, the oldest of those) | floods of any of the above crowding out good scrapes |
 //! | closing | at most 2 s and 1 MiB read and discarded after the last answer | closing with unread input resets the connection and can destroy the answer |
-//! | encodings | one at a time, at most one a second: scrapes that arrive while one runs, or within 1 s after it ended, share its body | a burst or a loop of scrapes encoding the registry once each |
+//! | encodings | one at a time, at most one a second: scrapes that arrive while one runs, or within 1 s after it ended, share its body (the same for `/status.json`, rendered apart from `/metrics`) | a burst or a loop of scrapes encoding the registry once each |
 //! | bodies alive | 4 at most (kept for reuse or still being sent); beyond, scrapes get the newest | slow readers each holding their own copy of a large body |
 //!
 //! A body is encoded once and shared, as reference-counted [`Bytes`], by every answer that
