@@ -163,6 +163,10 @@ struct DocsPrometheusKoDoctests;
 #[doc = include_str!("../docs/configuration.md")]
 struct DocsConfigurationDoctests;
 
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../docs/status.md")]
+struct DocsStatusDoctests;
+
 #[cfg(all(doctest, feature = "slack"))]
 #[doc = include_str!("../docs/listeners/slack.md")]
 struct DocsSlackDoctests;

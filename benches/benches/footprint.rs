@@ -151,10 +151,52 @@ fn exposition(c: &mut Criterion) {
 
     use fluxgate::listeners::Listener;
     use fluxgate::listeners::prometheus::{
-        PrometheusListener, encode_text, start_http_server_with_registry,
+        MetricsServer, PrometheusListener, StatusSource, encode_text, status_json,
     };
 
     const CIRCUITS: usize = 10_000;
+
+    // The listener's own memory per circuit: heap growth while 10 000 circuits are
+    // attached (names included), next to the same series in the prometheus crate's vectors.
+    let names: Vec<String> = (0..CIRCUITS).map(|i| format!("tenant_{i:05}")).collect();
+    let per_circuit = |attach: &dyn Fn(&str)| {
+        let before = LIVE.load(Ordering::Relaxed);
+        for name in &names {
+            attach(name);
+        }
+        (LIVE.load(Ordering::Relaxed) - before) as usize / CIRCUITS
+    };
+    let measured = PrometheusListener::with_registry(&prometheus::Registry::new()).unwrap();
+    let listener_bytes = per_circuit(&|name| measured.on_attach(name, fluxgate::State::Closed));
+    let gauges = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new("circuit_breaker_state", "help"),
+        &["circuit_name", "state"],
+    )
+    .unwrap();
+    let counters = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("circuit_breaker_state_transition_total", "help"),
+        &["circuit_name", "old_state", "new_state"],
+    )
+    .unwrap();
+    let vectors_bytes = per_circuit(&|name| {
+        for state in fluxgate::State::ALL {
+            gauges
+                .with_label_values(&[name, state.as_str()])
+                .set(i64::from(state == fluxgate::State::Closed));
+        }
+        for (old, new) in [
+            ("closed", "open"),
+            ("open", "half_open"),
+            ("half_open", "open"),
+            ("half_open", "closed"),
+        ] {
+            counters.with_label_values(&[name, old, new]).inc_by(0);
+        }
+    });
+    println!(
+        "memory/listener per circuit: {listener_bytes} B (the same 10 series in IntGaugeVec + IntCounterVec: {vectors_bytes} B)"
+    );
+    drop((measured, gauges, counters));
     let registry = prometheus::Registry::new();
     let listener: Arc<dyn Listener> =
         Arc::new(PrometheusListener::with_registry(&registry).unwrap());
@@ -177,40 +219,86 @@ fn exposition(c: &mut Criterion) {
         text.len()
     );
 
+    let direct = encode_text(&registry).unwrap();
+    let gathered = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert_eq!(
+        direct, gathered,
+        "the direct writer must give the bytes of gather"
+    );
+
     let mut g = c.benchmark_group("exposition");
     g.sample_size(20);
     g.bench_function("encode_text/10000", |b| {
         b.iter(|| black_box(encode_text(&registry).unwrap()))
     });
-
-    let server = start_http_server_with_registry("127.0.0.1:0", &registry).unwrap();
-    let addr = server.local_addr();
-    g.bench_function("http_get/10000", |b| {
+    g.bench_function("gather+TextEncoder/10000", |b| {
         b.iter(|| {
-            let mut stream = TcpStream::connect(addr).unwrap();
-            stream
-                .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut length = 0usize;
-            let mut line = String::new();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let header = line.trim_end();
-                if header.is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap();
-                    }
+            black_box(
+                prometheus::TextEncoder::new()
+                    .encode_to_string(&registry.gather())
+                    .unwrap(),
+            )
+        })
+    });
+
+    let get = |addr: std::net::SocketAddr, path: &str| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
                 }
             }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            black_box(body)
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        body
+    };
+    let breakers = Arc::new(breakers);
+    let server = MetricsServer::builder("127.0.0.1:0")
+        .registry(&registry)
+        .status(Arc::clone(&breakers))
+        .start()
+        .unwrap();
+    let addr = server.local_addr();
+    // Scrapes within a second share one body: this is the cost of sending it.
+    g.bench_function("http_get/10000", |b| {
+        b.iter(|| black_box(get(addr, "/metrics")))
+    });
+    // A scrape that finds no body to share: encoding plus sending. Each one goes to a
+    // server started (untimed) for it.
+    g.bench_function("http_get_fresh/10000", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let fresh = MetricsServer::builder("127.0.0.1:0")
+                    .registry(&registry)
+                    .start()
+                    .unwrap();
+                let started = std::time::Instant::now();
+                black_box(get(fresh.local_addr(), "/metrics"));
+                total += started.elapsed();
+                fresh.shutdown();
+            }
+            total
         })
+    });
+    g.bench_function("status_json/10000", |b| {
+        b.iter(|| black_box(status_json(&breakers.statuses())))
     });
     g.finish();
     server.shutdown();

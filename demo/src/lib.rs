@@ -4,12 +4,14 @@
 //! ```text
 //! cargo run --release -p fluxgate-demo
 //! cargo run --release -p fluxgate-demo -- --seconds 10 --addr 127.0.0.1:0 --svg timeline.svg
+//! cargo run --release -p fluxgate-demo -- --circuits 10000   # then: curl -o /dev/null -w '%{time_total}\n' localhost:8000/metrics
 //! ```
 //!
 //! Worker threads call the upstream through the breakers. Every transition is printed the
 //! moment it happens (a closure listener), every breaker prints a status line once a
-//! second, `/metrics` is served for Prometheus (`PrometheusListener` on the default
-//! registry, `start_http_server`), and at the end a timeline picture is written (SVG):
+//! second, `/status` shows the breakers as a page of tiles that refreshes itself,
+//! `/metrics` is served for Prometheus (`PrometheusListener` on the default registry,
+//! `MetricsServer`), and at the end a timeline picture is written (SVG):
 //! state bands, the window's failure (and slow) rate and the share of calls each breaker
 //! admitted, sampled every 100 ms.
 //!
@@ -29,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fluxgate::listeners::prometheus::{PrometheusListener, start_http_server};
+use fluxgate::listeners::prometheus::{BreakerStatus, MetricsServer, PrometheusListener};
 use fluxgate::permits::{RampUp, Random};
 use fluxgate::recovery::{Probes, Successes};
 use fluxgate::retries::{Backoff, Cooldown};
@@ -53,8 +55,11 @@ const SMOOTH: usize = 3;
 pub struct Options {
     /// Length of the run; phases, cooldowns and ramps scale with it.
     pub duration: Duration,
-    /// Where `/metrics` is served (`127.0.0.1:0` picks a free port).
+    /// Where `/metrics`, `/status` and `/status.json` are served (`127.0.0.1:0` picks a
+    /// free port).
     pub addr: String,
+    /// Extra idle circuits on the same listener (`idle_00000` …), to time a large scrape.
+    pub circuits: usize,
     /// Where the timeline picture is written.
     pub svg: PathBuf,
     /// Where the transitions and status lines go.
@@ -68,6 +73,7 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("duration", &self.duration)
             .field("addr", &self.addr)
+            .field("circuits", &self.circuits)
             .field("svg", &self.svg)
             .field("stop", &self.stop)
             .finish_non_exhaustive()
@@ -75,18 +81,19 @@ impl fmt::Debug for Options {
 }
 
 impl Options {
-    /// The defaults: 60 s, `127.0.0.1:8000`, `demo-timeline.svg`, stdout.
+    /// The defaults: 60 s, `127.0.0.1:8000`, no idle circuits, `demo-timeline.svg`, stdout.
     pub fn new() -> Options {
         Options {
             duration: Duration::from_secs(60),
             addr: "127.0.0.1:8000".into(),
+            circuits: 0,
             svg: PathBuf::from("demo-timeline.svg"),
             out: Box::new(std::io::stdout()),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Reads `--seconds N`, `--addr HOST:PORT` and `--svg PATH`.
+    /// Reads `--seconds N`, `--addr HOST:PORT`, `--circuits N` and `--svg PATH`.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let mut opts = Options::new();
         let mut args = args.into_iter();
@@ -104,6 +111,16 @@ impl Options {
                     opts.duration = Duration::from_secs_f64(secs);
                 }
                 "--addr" => opts.addr = value("--addr")?,
+                "--circuits" => {
+                    let v = value("--circuits")?;
+                    opts.circuits =
+                        v.parse()
+                            .ok()
+                            .filter(|n| *n <= MAX_IDLE_CIRCUITS)
+                            .ok_or(format!(
+                                "--circuits must be a number from 0 to {MAX_IDLE_CIRCUITS}, got {v}"
+                            ))?;
+                }
                 "--svg" => opts.svg = PathBuf::from(value("--svg")?),
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -119,10 +136,14 @@ impl Default for Options {
     }
 }
 
+/// The most idle circuits `--circuits` adds.
+pub const MAX_IDLE_CIRCUITS: usize = 1_000_000;
+
 /// The command line's help text; `Options::from_args` returns it for `--help`.
-pub const USAGE: &str = "usage: demo [--seconds N] [--addr HOST:PORT] [--svg PATH]
+pub const USAGE: &str = "usage: demo [--seconds N] [--addr HOST:PORT] [--circuits N] [--svg PATH]
   --seconds N       length of the run, default 60 (phases and cooldowns scale with it)
-  --addr HOST:PORT  where /metrics is served, default 127.0.0.1:8000 (port 0: a free one)
+  --addr HOST:PORT  where /status and /metrics are served, default 127.0.0.1:8000 (port 0: a free one)
+  --circuits N      N extra idle circuits on the same listener (time a large scrape), default 0
   --svg PATH        the timeline picture written at the end, default demo-timeline.svg";
 
 /// What a run did.
@@ -421,6 +442,19 @@ fn breakers(
     ])
 }
 
+/// `n` idle circuits on the same listener, for a large `/metrics` and `/status`.
+fn idle_circuits(n: usize) -> Result<Vec<CircuitBreaker>, Box<dyn Error + Send + Sync>> {
+    let prometheus = PrometheusListener::new();
+    (0..n)
+        .map(|i| {
+            CircuitBreaker::builder(&format!("idle_{i:05}"))
+                .listener(prometheus.clone())
+                .build()
+                .map_err(Into::into)
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // Output.
 
@@ -481,16 +515,13 @@ pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
     let Options {
         duration,
         addr,
+        circuits,
         svg,
         out,
         stop,
     } = opts;
     let out: Out = Arc::new(Mutex::new(out));
     let t = duration.as_secs_f64();
-
-    let server = start_http_server(addr.as_str())
-        .map_err(|e| format!("{e} (try --addr 127.0.0.1:0 for a free port)"))?;
-    let metrics_addr = server.local_addr();
 
     let start = Instant::now();
     let transitions = Arc::new(Mutex::new(Vec::<Transition>::new()));
@@ -521,6 +552,24 @@ pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
         }
     };
     let guarded: Arc<Vec<Guarded>> = Arc::new(breakers(t, printer)?);
+    let idle = Arc::new(idle_circuits(circuits)?);
+
+    let status = {
+        let guarded = Arc::clone(&guarded);
+        let idle = Arc::clone(&idle);
+        move || {
+            guarded
+                .iter()
+                .map(|g| BreakerStatus::of(&g.cb))
+                .chain(idle.iter().map(BreakerStatus::of))
+                .collect()
+        }
+    };
+    let server = MetricsServer::builder(addr.as_str())
+        .status(status)
+        .start()
+        .map_err(|e| format!("{e} (try --addr 127.0.0.1:0 for a free port)"))?;
+    let metrics_addr = server.local_addr();
 
     say(
         &out,
@@ -529,6 +578,7 @@ pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
     for g in guarded.iter() {
         say(&out, format_args!("  {:<14} {}", g.cb.name(), g.policy));
     }
+    say(&out, format_args!("status:  http://{metrics_addr}/status"));
     say(&out, format_args!("metrics: http://{metrics_addr}/metrics"));
     let plan: Vec<String> = {
         let mut from = 0.0;

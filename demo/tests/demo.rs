@@ -1,4 +1,5 @@
-//! The one-command demo, run for a few seconds in-process: it serves `/metrics` over real
+//! The one-command demo, run for a few seconds in-process: it serves `/metrics` and
+//! `/status` (with `--circuits` idle circuits) over real
 //! HTTP while it runs, prints every transition of the core cycle, ends on its own and
 //! writes its timeline picture.
 
@@ -66,6 +67,7 @@ fn demo_serves_metrics_prints_the_whole_cycle_and_draws_the_timeline() {
         duration: Duration::from_secs(6),
         addr: "127.0.0.1:0".into(),
         svg: svg.clone(),
+        circuits: 25,
         out: Box::new(out.clone()),
         ..demo::Options::new()
     };
@@ -98,6 +100,34 @@ fn demo_serves_metrics_prints_the_whole_cycle_and_draws_the_timeline() {
         body.contains("circuit_breaker_state_transition_total{"),
         "{body}"
     );
+    // The idle circuits share the listener.
+    assert!(
+        body.contains(r#"circuit_breaker_state{circuit_name="idle_00024",state="closed"} 1"#),
+        "{body}"
+    );
+    // The status page and its data: the three breakers and the idle circuits.
+    assert!(
+        out.text()
+            .contains(&format!("status:  http://{addr}/status"))
+    );
+    let (status, page) = http_get(addr, "/status").expect("GET /status");
+    assert!(status.contains(" 200"), "{status}");
+    assert!(page.contains("fetch('status.json'"), "{page}");
+    let (status, json) = http_get(addr, "/status.json").expect("GET /status.json");
+    assert!(status.contains(" 200"), "{status}\n{json}");
+    for name in [
+        "payment_api",
+        "inventory_api",
+        "search_api",
+        "idle_00000",
+        "idle_00024",
+    ] {
+        assert!(
+            json.contains(&format!(r#""name":"{name}""#)),
+            "{name}: {json}"
+        );
+    }
+    assert_eq!(json.matches(r#""name":"#).count(), 3 + 25, "{json}");
 
     let report = run
         .join()
@@ -185,4 +215,9 @@ fn demo_arguments() {
     assert!(args(&["--seconds", "0"]).is_err());
     assert!(args(&["--seconds"]).is_err());
     assert!(args(&["--bogus"]).is_err());
+    assert_eq!(args(&["--circuits", "10000"]).unwrap().circuits, 10_000);
+    assert_eq!(d.circuits, 0);
+    assert!(args(&["--circuits", "-1"]).is_err());
+    assert!(args(&["--circuits", "many"]).is_err());
+    assert!(args(&["--circuits", "2000000"]).is_err());
 }

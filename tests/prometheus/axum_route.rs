@@ -100,3 +100,27 @@ async fn pr6_the_handler_mounts_under_any_path_and_sees_later_transitions() {
     );
     assert_eq!(fetch(addr, "/metrics").await.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_routes_serve_the_page_and_the_json_of_async_breakers() {
+    use fluxgate::listeners::prometheus::{STATUS_PAGE, status_router};
+
+    let cb = AsyncCircuitBreaker::builder("api_gateway").build().unwrap();
+    cb.force_open();
+    let app: Router = Router::new().nest("/ops", status_router(vec![cb]));
+    let addr = serve(app).await;
+    let page = fetch(addr, "/ops/status").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page.header("content-security-policy").is_some());
+    assert_eq!(page.body, STATUS_PAGE);
+    let json = fetch(addr, "/ops/status.json").await;
+    assert_eq!(json.status, 200);
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    let document: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(document["breakers"][0]["name"], "api_gateway");
+    assert_eq!(document["breakers"][0]["state"], "forced_open");
+}

@@ -84,6 +84,18 @@ macro_rules! shared_face_methods {
                 self.core.state()
             }
 
+            /// While open, the time left before a call may go through as a probe
+            /// (`Some(ZERO)` once one may); `None` in every other state, or when the
+            /// retry policy never retries. The `retry_after` of a rejection, without a call.
+            ///
+            /// ```
+            #[doc = concat!("let cb = fluxgate_core::", stringify!($ty), "::builder(\"db\").build().unwrap();")]
+            /// assert_eq!(cb.retry_after(), None);
+            /// ```
+            pub fn retry_after(&self) -> Option<std::time::Duration> {
+                self.core.retry_after()
+            }
+
             /// Half-open calls currently running.
             ///
             /// ```

@@ -22,9 +22,13 @@
 //! - `metrics`: [`MetricsListener`] on the `metrics` facade, for applications that export
 //!   through `metrics-exporter-prometheus` or another recorder.
 //!
-//! Writes of one signal are grouped under a lock that the `prometheus` and
-//! `prometheus-client` scrapers take too, so a scrape never sees a circuit in two states
-//! at once, or in none.
+//! A scrape never sees a circuit in two states at once, or in none: the `prometheus`
+//! backend keeps one current state per circuit in its own compact store (and derives the
+//! six gauge values from it when it writes the exposition), and the `prometheus-client`
+//! scraper takes the lock under which the writes of one signal are grouped.
+//!
+//! With the `prometheus` feature the same server also answers `/status` and
+//! `/status.json` for the breakers a [`StatusSource`] lists ([`MetricsServer::builder`]).
 //!
 //! ```
 //! # #[cfg(feature = "prometheus")] {
@@ -65,6 +69,7 @@ use fluxgate_core::{Signal, State};
 mod listener;
 #[cfg(feature = "prometheus")]
 mod server;
+mod status;
 #[cfg(feature = "axum")]
 mod web;
 
@@ -80,12 +85,16 @@ pub use listener::PrometheusListener;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use server::{
-    CONTENT_TYPE, MetricsServer, ServeError, encode_text, start_http_server,
+    CONTENT_TYPE, MetricsServer, ServeError, ServerBuilder, encode_text, start_http_server,
     start_http_server_with_registry,
+};
+pub use status::{
+    BreakerStatus, STATUS_JSON_CONTENT_TYPE, STATUS_PAGE, STATUS_PAGE_CONTENT_TYPE, StatusSource,
+    status_json,
 };
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use web::{axum_router, metrics_handler, metrics_response};
+pub use web::{axum_router, metrics_handler, metrics_response, status_router};
 
 #[cfg(feature = "prometheus-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus-client")))]
@@ -157,6 +166,16 @@ pub(crate) trait Sink: Send + Sync + 'static {
 
     /// Drops every series of one circuit; absent series are not an error.
     fn remove_circuit(&self, circuit_name: &str);
+
+    /// Sets the gauge of all six states: 1 for `current`, 0 for the five others. A
+    /// backend that stores the current state as one value overrides it, so that no reader
+    /// sees a circuit in two states at once, or in none.
+    fn write_states(&self, circuit_name: &str, current: State) -> Result<(), ListenerError> {
+        for state in State::ALL {
+            self.set_state(circuit_name, state, i64::from(state == current))?;
+        }
+        Ok(())
+    }
 }
 
 /// The listener logic, shared by every backend.
@@ -210,11 +229,7 @@ impl<S: Sink> Exporter<S> {
     }
 
     fn write_states(&self, circuit_name: &str, current: State) -> Result<(), ListenerError> {
-        for state in State::ALL {
-            self.sink
-                .set_state(circuit_name, state, i64::from(state == current))?;
-        }
-        Ok(())
+        self.sink.write_states(circuit_name, current)
     }
 }
 
@@ -224,7 +239,7 @@ pub(crate) fn lock_ignoring_poison<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Every `(old_state, new_state)` pair, for backends that drop series one label set at a
 /// time.
-#[cfg(any(feature = "prometheus", feature = "prometheus-client"))]
+#[cfg(feature = "prometheus-client")]
 pub(crate) fn all_transitions() -> impl Iterator<Item = (State, State)> {
     State::ALL
         .into_iter()

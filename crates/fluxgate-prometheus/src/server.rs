@@ -7,8 +7,9 @@
 //! Encoding a large registry runs beside it, on at most one helper thread of that runtime
 //! (`fluxgate-metrics-encode`, started by the first scrape and ended after 15 idle
 //! minutes), so the connections keep being served meanwhile. It answers `GET`/`HEAD /metrics` with the classic text
-//! format (`text/plain; version=0.0.4`) that Prometheus scrapes and Python sends; other
-//! paths get 404, other methods 405. Applications that already run axum mount
+//! format (`text/plain; version=0.0.4`) that Prometheus scrapes and Python sends and,
+//! when [`MetricsServer::builder`] was given a [`StatusSource`], `/status.json` and the
+//! `/status` page; other paths get 404, other methods 405. Applications that already run axum mount
 //! [`axum_router`](super::axum_router) instead.
 //!
 //! # Hostile clients (R-5)
@@ -26,7 +27,7 @@
 //! | request head size | 16 KiB | oversized heads (answered 431) |
 //! | connections at once | 128; a new one sheds the oldest idle, unfinished or closing connection (only when every connection is being answered, the oldest of those) | floods of any of the above crowding out good scrapes |
 //! | closing | at most 2 s and 1 MiB read and discarded after the last answer | closing with unread input resets the connection and can destroy the answer |
-//! | encodings | one at a time, at most one a second: scrapes that arrive while one runs, or within 1 s after it ended, share its body | a burst or a loop of scrapes encoding the registry once each |
+//! | encodings | one at a time, at most one a second: scrapes that arrive while one runs, or within 1 s after it ended, share its body (the same for `/status.json`, rendered apart from `/metrics`) | a burst or a loop of scrapes encoding the registry once each |
 //! | bodies alive | 4 at most (kept for reuse or still being sent); beyond, scrapes get the newest | slow readers each holding their own copy of a large body |
 //!
 //! A body is encoded once and shared, as reference-counted [`Bytes`], by every answer that
@@ -57,12 +58,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::{Registry, TextEncoder};
+use prometheus::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
 use super::lock_ignoring_poison;
+use super::status::{
+    STATUS_JSON_CONTENT_TYPE, STATUS_PAGE, STATUS_PAGE_CONTENT_TYPE, StatusSource, status_json,
+};
 
 /// The content type of the classic Prometheus text exposition format, as served by
 /// [`start_http_server`] and [`metrics_response`](super::metrics_response) (PR-7).
@@ -122,7 +126,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// assert!(text.starts_with("# HELP circuit_breaker_state Current state of the circuit breaker\n"));
 /// ```
 pub fn encode_text(registry: &Registry) -> Result<String, prometheus::Error> {
-    TextEncoder::new().encode_to_string(&registry.gather())
+    super::listener::encode_registry(registry)
 }
 
 /// Serves the process-wide default registry (the one [`PrometheusListener::new`] writes
@@ -196,16 +200,121 @@ pub fn start_http_server_with_registry(
     addr: impl ToSocketAddrs,
     registry: &Registry,
 ) -> Result<MetricsServer, ServeError> {
-    let addrs: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|source| ServeError { addr: None, source })?
-        .collect();
+    MetricsServer::builder(addr).registry(registry).start()
+}
+
+/// Options of a metrics server before it starts: [`MetricsServer::builder`].
+///
+/// ```
+/// use fluxgate_core::CircuitBreaker;
+/// use fluxgate_prometheus::{MetricsServer, PrometheusListener};
+///
+/// let registry = prometheus::Registry::new();
+/// let listener = PrometheusListener::with_registry(&registry).unwrap();
+/// let payment = CircuitBreaker::builder("payment_api").listener(listener.clone()).build().unwrap();
+/// let inventory = CircuitBreaker::builder("inventory_api").listener(listener).build().unwrap();
+/// let server = MetricsServer::builder("127.0.0.1:0")
+///     .registry(&registry)
+///     .status(vec![payment, inventory])
+///     .start()
+///     .unwrap();
+/// // http://{addr}/metrics, http://{addr}/status and http://{addr}/status.json
+/// server.shutdown();
+/// ```
+pub struct ServerBuilder {
+    addrs: io::Result<Vec<SocketAddr>>,
+    registry: Registry,
+    status: Option<Arc<dyn StatusSource>>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("addrs", &self.addrs)
+            .field("status", &self.status.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// Serves `registry` at `/metrics` instead of the process-wide default registry.
+    ///
+    /// ```
+    /// let registry = prometheus::Registry::new();
+    /// let server = fluxgate_prometheus::MetricsServer::builder("127.0.0.1:0")
+    ///     .registry(&registry)
+    ///     .start()
+    ///     .unwrap();
+    /// server.shutdown();
+    /// ```
+    pub fn registry(mut self, registry: &Registry) -> Self {
+        self.registry = registry.clone();
+        self
+    }
+
+    /// Also serves the status of the breakers that `source` lists: `GET /status.json`
+    /// ([`status_json`]) and `GET /status` ([`STATUS_PAGE`], a page of tiles that
+    /// refreshes itself). Without a source both answer 404.
+    ///
+    /// The same limits as for `/metrics` apply: `/status.json` is rendered at most once a
+    /// second, on the encoding thread, and its body shared by every answer; the page is a
+    /// constant.
+    ///
+    /// ```
+    /// use fluxgate_core::CircuitBreaker;
+    /// use fluxgate_prometheus::{BreakerStatus, MetricsServer};
+    ///
+    /// let cb = CircuitBreaker::builder("payment_api").build().unwrap();
+    /// // A closure lists breakers kept anywhere (a map of tenants, a registry …).
+    /// let server = MetricsServer::builder("127.0.0.1:0")
+    ///     .status(move || vec![BreakerStatus::of(&cb)])
+    ///     .start()
+    ///     .unwrap();
+    /// server.shutdown();
+    /// ```
+    pub fn status(mut self, source: impl StatusSource) -> Self {
+        self.status = Some(Arc::new(source));
+        self
+    }
+
+    /// Binds the address and starts serving on a background thread, as
+    /// [`start_http_server`] does (same errors, same limits).
+    ///
+    /// ```
+    /// let server = fluxgate_prometheus::MetricsServer::builder("127.0.0.1:0").start().unwrap();
+    /// assert_ne!(server.local_addr().port(), 0);
+    /// server.shutdown();
+    /// ```
+    pub fn start(self) -> Result<MetricsServer, ServeError> {
+        let addrs = self
+            .addrs
+            .map_err(|source| ServeError { addr: None, source })?;
+        let registry = self.registry;
+        let metrics = Exposition::new(CONTENT_TYPE, move || {
+            encode_text(&registry)
+                .map(String::into_bytes)
+                .map_err(|error| error.to_string())
+        });
+        let status = self.status.map(|source| {
+            Arc::new(Exposition::new(STATUS_JSON_CONTENT_TYPE, move || {
+                Ok(status_json(&source.statuses()).into_bytes())
+            }))
+        });
+        start(&addrs, Arc::new(metrics), status)
+    }
+}
+
+fn start(
+    addrs: &[SocketAddr],
+    metrics: Arc<Exposition>,
+    status: Option<Arc<Exposition>>,
+) -> Result<MetricsServer, ServeError> {
     let first = addrs.first().copied();
     let failed = |source| ServeError {
         addr: first,
         source,
     };
-    let listener = std::net::TcpListener::bind(&addrs[..]).map_err(failed)?;
+    let listener = std::net::TcpListener::bind(addrs).map_err(failed)?;
     let local_addr = listener.local_addr().map_err(failed)?;
     let failed = |source| ServeError {
         addr: Some(local_addr),
@@ -214,7 +323,8 @@ pub fn start_http_server_with_registry(
     listener.set_nonblocking(true).map_err(failed)?;
     let control = Arc::new(Control::default());
     let shared = Arc::new(Shared {
-        exposition: Arc::new(Exposition::new(registry.clone())),
+        metrics,
+        status,
         slots: Slots::new(),
     });
     // The runtime is built, used and dropped on the server thread only: a runtime may not
@@ -292,6 +402,27 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
+    /// A server to configure before it starts: the registry served at `/metrics` (the
+    /// default registry unless told), and a [`StatusSource`] for `/status` and
+    /// `/status.json`. `addr` is anything [`ToSocketAddrs`] accepts; an address that does
+    /// not resolve is reported by [`start`](ServerBuilder::start).
+    ///
+    /// ```
+    /// use fluxgate_prometheus::MetricsServer;
+    ///
+    /// let cb = fluxgate_core::CircuitBreaker::builder("payment_api").build().unwrap();
+    /// let server = MetricsServer::builder(("127.0.0.1", 0)).status(cb).start().unwrap();
+    /// println!("status: http://{}/status", server.local_addr());
+    /// server.shutdown();
+    /// ```
+    pub fn builder(addr: impl ToSocketAddrs) -> ServerBuilder {
+        ServerBuilder {
+            addrs: addr.to_socket_addrs().map(Iterator::collect),
+            registry: prometheus::default_registry().clone(),
+            status: None,
+        }
+    }
+
     /// The address the server listens on, with the real port when port 0 was asked for.
     ///
     /// ```
@@ -420,7 +551,8 @@ impl std::error::Error for ServeError {
 
 /// What every connection of one server uses.
 struct Shared {
-    exposition: Arc<Exposition>,
+    metrics: Arc<Exposition>,
+    status: Option<Arc<Exposition>>,
     slots: Slots,
 }
 
@@ -493,7 +625,7 @@ async fn connection(stream: TcpStream, slot: Arc<Slot>, shared: Arc<Shared>) {
         service_fn(move |request| {
             let shared = Arc::clone(&shared);
             let answer = Answering::begin(Arc::clone(&slot));
-            async move { Ok::<_, Infallible>(respond(&request, &shared.exposition, answer).await) }
+            async move { Ok::<_, Infallible>(respond(&request, &shared, answer).await) }
         })
     };
     let http = http1::Builder::new()
@@ -571,22 +703,28 @@ async fn linger(mut stream: TcpStream) {
     }
 }
 
-/// The router: `GET`/`HEAD /metrics`, 404 elsewhere, 405 for other methods.
+/// The router: `GET`/`HEAD` of `/metrics`, and of `/status` and `/status.json` when a
+/// status source is attached; 404 elsewhere, 405 for other methods.
 async fn respond(
     request: &Request<Incoming>,
-    exposition: &Arc<Exposition>,
+    shared: &Shared,
     answer: Answering,
 ) -> Response<Full<Bytes>> {
     // A request body is never read: after one, the connection cannot carry another request.
     let has_body = !request.body().is_end_stream();
-    if request.uri().path() != "/metrics" {
-        return plain(
-            StatusCode::NOT_FOUND,
-            "Not Found: metrics are at /metrics\n".into(),
-            answer,
-            has_body,
-        );
-    }
+    let route = match (request.uri().path(), &shared.status) {
+        ("/metrics", _) => Route::Cached(&shared.metrics),
+        ("/status.json", Some(status)) => Route::Cached(status),
+        ("/status", Some(_)) => Route::Page,
+        _ => {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "Not Found: metrics are at /metrics\n".into(),
+                answer,
+                has_body,
+            );
+        }
+    };
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         let mut response = plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -599,26 +737,56 @@ async fn respond(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
+    let exposition = match route {
+        Route::Cached(exposition) => exposition,
+        Route::Page => {
+            let mut response = plain(StatusCode::OK, STATUS_PAGE.into(), answer, has_body);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(STATUS_PAGE_CONTENT_TYPE),
+            );
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(PAGE_POLICY),
+            );
+            return response;
+        }
+    };
     match exposition.body().await {
         Ok(body) => {
+            let content_type = exposition.content_type;
             let body = Bytes::from_owner(Lease {
                 text: Text::Encoded(body),
                 _answer: answer,
             });
             let mut response = Response::new(Full::new(body));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         Err(message) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {message}\n").into(),
+            format!("cannot encode {}: {message}\n", exposition.what()).into(),
             answer,
             has_body,
         ),
     }
 }
+
+/// What a path is served from.
+enum Route<'a> {
+    /// A body rendered at most once a second and shared.
+    Cached(&'a Arc<Exposition>),
+    /// The constant status page.
+    Page,
+}
+
+/// The status page may run its own inline script and style and fetch from its own origin,
+/// nothing else.
+pub(crate) const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'";
 
 /// A short text answer. `close` ends the connection after it, for requests whose body
 /// nobody reads.
@@ -667,9 +835,11 @@ impl AsRef<[u8]> for Lease {
     }
 }
 
-/// The exposition of one registry, encoded once per burst of scrapes and shared.
+/// A body rendered once per burst of requests and shared: the exposition of one
+/// registry, or the status of the breakers.
 struct Exposition {
-    registry: Registry,
+    render: Box<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>,
+    content_type: &'static str,
     cache: Mutex<Cache>,
     /// Woken when an encoding ends, successful or not.
     encoded: Notify,
@@ -698,9 +868,22 @@ impl Drop for Encoded {
 }
 
 impl Exposition {
-    fn new(registry: Registry) -> Exposition {
+    /// What the body holds, for error messages.
+    fn what(&self) -> &'static str {
+        if self.content_type == CONTENT_TYPE {
+            "metrics"
+        } else {
+            "the status"
+        }
+    }
+
+    fn new(
+        content_type: &'static str,
+        render: impl Fn() -> Result<Vec<u8>, String> + Send + Sync + 'static,
+    ) -> Exposition {
         Exposition {
-            registry,
+            render: Box::new(render),
+            content_type,
             cache: Mutex::new(Cache::default()),
             encoded: Notify::new(),
             alive: Arc::new(AtomicUsize::new(0)),
@@ -762,13 +945,10 @@ struct EncodeJob {
 
 impl EncodeJob {
     fn run(mut self) {
-        let outcome = encode_text(&self.exposition.registry)
-            .map(|text| {
-                let mut text = text.into_bytes();
-                text.shrink_to_fit();
-                text
-            })
-            .map_err(|error| error.to_string());
+        let outcome = (self.exposition.render)().map(|mut text| {
+            text.shrink_to_fit();
+            text
+        });
         self.outcome = Some(outcome);
     }
 }
@@ -1133,7 +1313,12 @@ mod tests {
             }
         };
         runtime().block_on(async {
-            let exposition = Arc::new(Exposition::new(Registry::new()));
+            let registry = Registry::new();
+            let exposition = Arc::new(Exposition::new(CONTENT_TYPE, move || {
+                encode_text(&registry)
+                    .map(String::into_bytes)
+                    .map_err(|error| error.to_string())
+            }));
             // Concurrent scrapes share one encoding.
             let (a, b) = tokio::join!(exposition.body(), exposition.body());
             let (a, b) = (a.unwrap(), b.unwrap());

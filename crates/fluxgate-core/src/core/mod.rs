@@ -686,6 +686,16 @@ impl Core {
         }
     }
 
+    /// While open: what is left of the wait before a probe may go (`Some(ZERO)` once
+    /// it may); `None` in every other state, or when the retry policy never retries.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        if state_of(self.word.load(Ordering::Acquire)) != State::Open {
+            return None;
+        }
+        self.retry
+            .retry_after(&self.retry_context(self.clock.now_nanos()))
+    }
+
     /// Half-open calls currently running.
     pub(crate) fn half_open_in_flight(&self) -> u32 {
         let word = self.word.load(Ordering::Acquire);
