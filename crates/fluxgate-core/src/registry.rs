@@ -12,7 +12,7 @@
 //! use fluxgate_core::trippers::FailureStreak;
 //! use fluxgate_core::State;
 //!
-//! let registry = Registry::builder()
+//! let registry: Registry = Registry::builder()
 //!     .defaults(|b| b.tripper(FailureStreak::new(5)))
 //!     .breaker("payments", |b| b.tripper(FailureStreak::new(2)))
 //!     .build();

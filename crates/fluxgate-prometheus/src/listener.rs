@@ -294,6 +294,12 @@ impl Listener for PrometheusListener {
         }
     }
 
+    /// A retired breaker (removed from a registry, evicted from a keyed breaker) takes
+    /// its series with it: [`remove_circuit`](PrometheusListener::remove_circuit).
+    fn on_detach(&self, circuit_name: &str) {
+        self.remove_circuit(circuit_name);
+    }
+
     fn name(&self) -> &str {
         "PrometheusListener"
     }
