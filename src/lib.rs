@@ -36,6 +36,12 @@
 //!   call is admitted, and dropping it mid-flight records nothing.
 //! - [`Ticket`]: the two-phase `admit` / `record` API both faces are built on.
 //!
+//! ## Many breakers
+//! - [`registry::Registry`]: named breakers from one template plus per-name overrides,
+//!   listed, reset, removed and reconfigured live (`docs/registry.md`).
+//! - [`keyed::Keyed`]: one breaker per key (host, tenant), bounded, evicting only idle
+//!   closed breakers; `tower::KeyedCircuitBreakerLayer` keys requests by authority.
+//!
 //! ## Crates
 //! This package is a facade: it re-exports `fluxgate-core` (the state machine, its
 //! components, the faces, the listener traits and `LogListener`) and, behind features,
@@ -124,6 +130,10 @@ struct DocsCircuitBreakerDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/components.md")]
 struct DocsComponentsDoctests;
+
+#[cfg(all(doctest, feature = "tower"))]
+#[doc = include_str!("../docs/registry.md")]
+struct DocsRegistryDoctests;
 
 #[cfg(doctest)]
 #[doc = include_str!("../docs/examples.md")]

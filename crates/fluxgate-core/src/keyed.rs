@@ -27,11 +27,13 @@
 //! ## The bound and the eviction rule
 //!
 //! At most `max_keys` breakers exist. When a new key finds the map full, idle breakers
-//! are evicted, a batch at a time (a sixteenth of `max_keys`), by a *second-chance*
-//! sweep: each lookup marks its entry as used in the current *era*, a sweep starts a new
-//! era, and an entry not used since the previous sweep is idle. No clock is read on the
-//! lookup path: the era is a counter, so an idle key is one the traffic has not touched
-//! while the map filled up again, whatever the wall time.
+//! are evicted, a batch at a time (a sixteenth of `max_keys`), by a *clock* (second
+//! chance) sweep, an approximation of least-recently-used: a hand moves over the map's
+//! shards, each turn of the hand begins a new *era*, each lookup marks its entry as used
+//! in the current era, and an entry is idle when a full turn of the hand went by without
+//! a lookup. No clock is read on the lookup path (the era is a counter, and a lookup
+//! writes it only when it changed): an idle key is one the traffic has not touched while
+//! the map was turned over once, whatever the wall time.
 //!
 //! A breaker is evicted only if **all** of these hold:
 //! - it is `closed` (an `open`, `half_open`, `forced_open`, `metrics_only` or `disabled`
@@ -40,7 +42,7 @@
 //!   lock of its shard, which is also the only way to get a new handle, so no call can
 //!   race the eviction and no outcome is lost;
 //! - it has no signal waiting for its listeners;
-//! - it is idle (first pass) or, if no entry was idle, not used since the sweep began.
+//! - it is idle.
 //!
 //! Evicted breakers are retired and their listeners get `on_detach(name)`: the Prometheus
 //! listener drops their series, so the exposition stays bounded too.
@@ -425,10 +427,8 @@ where
             return false;
         }
         let batch = (inner.max_keys / 16).max(1);
-        let mut evicted = self.sweep(batch, false);
-        if evicted == 0 {
-            evicted = self.sweep(batch, true);
-        }
+        // Two turns of the hand at most: by then every entry not used meanwhile is idle.
+        let evicted = self.sweep(batch, 2 * inner.map.shards());
         if evicted == 0 {
             inner.backoff.store(batch, Ordering::Relaxed);
         }
@@ -436,27 +436,27 @@ where
         inner.len.load(Ordering::Acquire) < inner.max_keys
     }
 
-    /// One second-chance pass: evicts up to `limit` evictable entries, starting at the
-    /// clock hand; with `recent`, entries used in the era that just ended count as idle
-    /// too. Starts a new era. Returns how many were evicted.
-    fn sweep(&self, limit: usize, recent: bool) -> usize {
+    /// Moves the clock hand over at most `shards` shards, evicting up to `limit`
+    /// evictable idle entries. A new era begins each time the hand starts a new turn; an
+    /// entry is idle when it was last used two eras ago or earlier: the hand has passed
+    /// it a full turn without a lookup touching it. Returns how many were evicted.
+    fn sweep(&self, limit: usize, shards: usize) -> usize {
         let inner = &*self.inner;
-        let ended = inner.era.fetch_add(1, Ordering::AcqRel);
-        let idle_before = if recent { ended + 1 } else { ended };
-        let shards = inner.map.shards();
-        let start = inner.hand.load(Ordering::Relaxed);
+        let total = inner.map.shards();
         let mut retired = Vec::new();
-        let mut next = start;
-        for i in 0..shards {
+        let mut hand = inner.hand.load(Ordering::Relaxed);
+        for _ in 0..shards {
             if retired.len() >= limit {
                 break;
             }
-            let shard = (start + i) % shards;
-            next = shard + 1;
-            let mut map = inner.map.write(shard);
+            if hand == 0 {
+                inner.era.fetch_add(1, Ordering::AcqRel);
+            }
+            let era = inner.era.load(Ordering::Acquire);
+            let mut map = inner.map.write(hand);
             map.retain(|_, entry| {
                 if retired.len() >= limit
-                    || entry.used.load(Ordering::Relaxed) >= idle_before
+                    || entry.used.load(Ordering::Relaxed).saturating_add(2) > era
                     || !evictable(&entry.breaker)
                 {
                     return true;
@@ -464,8 +464,10 @@ where
                 retired.push(entry.breaker.clone());
                 false
             });
+            drop(map);
+            hand = (hand + 1) % total;
         }
-        inner.hand.store(next % shards, Ordering::Relaxed);
+        inner.hand.store(hand, Ordering::Relaxed);
         let n = retired.len();
         inner.len.fetch_sub(n, Ordering::AcqRel);
         inner.evicted.fetch_add(n as u64, Ordering::Relaxed);
@@ -476,17 +478,17 @@ where
         n
     }
 
-    /// Evicts every idle breaker that may be evicted (closed, not held, no signal
-    /// pending, not used since the previous sweep), however full the map is; returns
-    /// how many. For a periodic clean-up; lookups sweep by themselves when the map is
-    /// full.
+    /// Turns the clock hand once around the map, however full it is, evicting every
+    /// idle breaker that may be evicted (closed, not held, no signal pending, not used
+    /// since the turn before); returns how many. For a periodic clean-up: lookups sweep
+    /// by themselves when the map is full.
     ///
     /// ```
     /// let k: fluxgate_core::keyed::Keyed<String> = fluxgate_core::keyed::Keyed::builder("api:").build()?;
     /// k.get("a");
     /// k.get("b").force_open();
-    /// k.evict_idle();                 // a sweep marks what was used before it
-    /// assert_eq!(k.evict_idle(), 1);  // "a" was idle since; "b" is not closed
+    /// assert_eq!(k.evict_idle(), 0);  // the first turn starts a new era
+    /// assert_eq!(k.evict_idle(), 1);  // "a" was not used for a turn; "b" is not closed
     /// assert_eq!(k.keys(), ["b"]);
     /// # Ok::<(), fluxgate_core::ConfigError>(())
     /// ```
@@ -496,7 +498,7 @@ where
             .sweeping
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        self.sweep(usize::MAX, false)
+        self.sweep(usize::MAX, self.inner.map.shards())
     }
 
     /// The breaker of `key` if it exists (never builds one, does not count as a use).

@@ -1,16 +1,19 @@
 //! A map split into independently locked shards, shared by the registry and keyed
 //! breakers: a lookup takes one shard's read lock, never a lock over the whole map, so
 //! threads working on different names do not queue behind each other, and an insertion
-//! or an eviction blocks one shard at a time.
+//! or an eviction blocks one shard at a time. Keys are hashed with foldhash, seeded at
+//! random per map (keys may come from outside, e.g. a request's authority).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
+
+use foldhash::quality::RandomState;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Shards per map: a power of two, several per core of a large machine.
-const SHARDS: usize = 64;
+const SHARD_BITS: u32 = 6;
+const SHARDS: usize = 1 << SHARD_BITS;
 
 pub(crate) struct Sharded<K, V> {
     hasher: RandomState,
@@ -19,7 +22,7 @@ pub(crate) struct Sharded<K, V> {
 
 impl<K: Hash + Eq, V> Sharded<K, V> {
     pub(crate) fn new() -> Self {
-        let hasher = RandomState::new();
+        let hasher = RandomState::default();
         Sharded {
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(HashMap::with_hasher(hasher.clone())))
@@ -28,10 +31,15 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         }
     }
 
-    /// The shard that holds `key`.
+    /// The shard that holds `key`. The shard's own map hashes the key with the same
+    /// hasher, so the shard is taken from a remix of the hash: taking its low bits would
+    /// leave every key of a shard with the same low bits, the bits a hash table uses to
+    /// place its entries.
     #[inline]
     pub(crate) fn shard_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        (self.hasher.hash_one(key) as usize) & (SHARDS - 1)
+        let h = self.hasher.hash_one(key);
+        let mixed = (h ^ (h >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (mixed >> (64 - SHARD_BITS)) as usize
     }
 
     /// Reads one shard (a poisoned lock still guards a consistent map: no code that

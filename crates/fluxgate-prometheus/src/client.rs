@@ -201,6 +201,12 @@ impl Listener for PrometheusClientListener {
         let _ = self.exporter.attach(circuit_name, state);
     }
 
+    /// A retired breaker (removed from a registry, evicted from a keyed breaker) takes
+    /// its series with it: [`remove_circuit`](PrometheusClientListener::remove_circuit).
+    fn on_detach(&self, circuit_name: &str) {
+        self.remove_circuit(circuit_name);
+    }
+
     fn name(&self) -> &str {
         "PrometheusClientListener"
     }

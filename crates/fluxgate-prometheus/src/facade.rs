@@ -133,6 +133,14 @@ impl Listener for MetricsListener {
         let _ = self.exporter.attach(circuit_name, state);
     }
 
+    /// A retired breaker's series are never written again. The facade cannot delete
+    /// them, so they leave the exposition when the exporter's idle timeout passes
+    /// (`metrics-exporter-prometheus`: `PrometheusBuilder::idle_timeout`); the exporter's
+    /// memory stays bounded the same way.
+    fn on_detach(&self, circuit_name: &str) {
+        self.exporter.remove(circuit_name);
+    }
+
     fn name(&self) -> &str {
         "MetricsListener"
     }

@@ -682,7 +682,8 @@ impl Listener for PrometheusListener {
         }
     }
 
-    /// Drops the retired circuit's series, as [`remove_circuit`](Self::remove_circuit).
+    /// A retired breaker (removed from a registry, evicted from a keyed breaker) takes
+    /// its series with it: [`remove_circuit`](PrometheusListener::remove_circuit).
     fn on_detach(&self, circuit_name: &str) {
         self.remove_circuit(circuit_name);
     }

@@ -1,0 +1,242 @@
+//! Keyed breakers: the bound, the eviction rule under a key flood, concurrency.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+
+use fluxgate::keyed::Keyed;
+use fluxgate::trippers::FailureStreak;
+use fluxgate::{ConfigError, State};
+
+use super::Lifecycle;
+use super::support::{fail, ok};
+
+fn hosts(max_keys: usize, life: &Lifecycle) -> Keyed<String> {
+    Keyed::builder("host:")
+        .template(|b| b.tripper(FailureStreak::new(3)))
+        .max_keys(max_keys)
+        .listener(life.clone())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn max_keys_must_be_at_least_one() {
+    let err: ConfigError = Keyed::<String>::builder("x")
+        .max_keys(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Keyed max_keys must be >= 1, got 0");
+}
+
+#[test]
+fn each_key_has_its_own_breaker() {
+    let k = hosts(10, &Lifecycle::default());
+    for _ in 0..3 {
+        let _ = fail(&k.get("bad"));
+    }
+    assert_eq!(k.get("bad").state(), State::Open);
+    assert_eq!(k.get("good").state(), State::Closed);
+    assert_eq!(k.get("good").name(), "host:good");
+}
+
+#[test]
+fn a_failing_key_survives_a_flood_of_100_000_new_keys() {
+    let life = Lifecycle::default();
+    let k = hosts(1000, &life);
+    for _ in 0..3 {
+        let _ = fail(&k.get("bad"));
+    }
+    assert_eq!(k.get("bad").state(), State::Open);
+    // A key on its way to tripping, used now and then during the flood, keeps its window.
+    let _ = fail(&k.get("warming"));
+    for i in 0..100_000 {
+        let _ = ok(&k.get(&format!("flood-{i}")));
+        if i % 100 == 0 {
+            assert!(k.get("warming").info().consecutive_failures >= 1);
+        }
+        assert!(k.len() <= 1000);
+    }
+    assert!(k.evicted() >= 99_000, "evicted {}", k.evicted());
+    let bad = k.get("bad");
+    assert_eq!(bad.state(), State::Open);
+    assert!(ok(&bad).unwrap_err().is_rejected());
+    assert_eq!(life.count("detach host:bad"), 0);
+    // The warming key was never evicted: two more failures trip it.
+    let warming = k.get("warming");
+    let _ = fail(&warming);
+    let _ = fail(&warming);
+    assert_eq!(warming.state(), State::Open);
+    assert_eq!(life.count("attach host:warming closed"), 1);
+}
+
+#[test]
+fn non_closed_breakers_are_never_evicted_and_new_keys_overflow() {
+    let k = hosts(4, &Lifecycle::default());
+    k.get("open").force_open();
+    k.get("metrics").metrics_only();
+    k.get("disabled").disable();
+    for _ in 0..3 {
+        let _ = fail(&k.get("tripped"));
+    }
+    assert_eq!(k.len(), 4);
+    for i in 0..1000 {
+        let b = k.get(&format!("new-{i}"));
+        assert_eq!(b.name(), "host:(overflow)");
+    }
+    assert_eq!(k.len(), 4);
+    assert_eq!(k.evicted(), 0);
+    assert_eq!(k.overflowed(), 1000);
+    // The overflow breaker protects: new keys that fail open it together.
+    for _ in 0..3 {
+        let _ = fail(&k.get("another-new"));
+    }
+    assert_eq!(k.overflow().state(), State::Open);
+    // Once a breaker closes again it may be evicted, and new keys get their own.
+    k.get("open").reset();
+    let mut own = false;
+    for i in 0..1000 {
+        if k.get(&format!("later-{i}")).name() == format!("host:later-{i}") {
+            own = true;
+            break;
+        }
+    }
+    assert!(own);
+    assert!(k.peek("open").is_none());
+    assert_eq!(k.get("tripped").state(), State::Open);
+}
+
+#[test]
+fn a_held_handle_pins_its_key() {
+    let k = hosts(1, &Lifecycle::default());
+    let held = k.get("held");
+    for i in 0..100 {
+        assert_eq!(k.get(&format!("k{i}")).name(), "host:(overflow)");
+    }
+    assert!(k.peek("held").is_some());
+    drop(held);
+    k.get("x");
+    k.get("y");
+    assert!(k.peek("held").is_none());
+}
+
+#[test]
+fn eviction_and_removal_call_on_detach() {
+    let life = Lifecycle::default();
+    let k = hosts(2, &life);
+    k.get("a");
+    k.get("b");
+    assert!(k.remove("a"));
+    assert_eq!(life.count("detach host:a"), 1);
+    k.get("c");
+    k.get("d"); // the map is full: "b" or "c" (idle, closed) goes
+    assert_eq!(life.count("detach host:b") + life.count("detach host:c"), 1);
+    assert_eq!(k.len(), 2);
+}
+
+#[test]
+fn many_threads_creating_one_key_get_one_breaker() {
+    let life = Lifecycle::default();
+    let k = hosts(100, &life);
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (k, barrier) = (k.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                k.get("shared")
+            })
+        })
+        .collect();
+    let breakers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    breakers[0].force_open();
+    assert!(breakers.iter().all(|b| b.state() == State::ForcedOpen));
+    assert_eq!(life.count("attach host:shared closed"), 1);
+}
+
+#[test]
+fn eviction_racing_with_calls_never_evicts_a_non_closed_breaker() {
+    let life = Lifecycle::default();
+    let k: Keyed<String> = Keyed::builder("host:")
+        .template(|b| b.tripper(FailureStreak::new(1)))
+        .max_keys(64)
+        .listener(life.clone())
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Two threads trip their keys (one failure each) while two flood new keys.
+    let trippers: Vec<_> = (0..2)
+        .map(|t| {
+            let k = k.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    let _ = fail(&k.get(&format!("bad-{t}-{}", i % 20)));
+                }
+            })
+        })
+        .collect();
+    let flooders: Vec<_> = (0..2)
+        .map(|t| {
+            let (k, stop) = (k.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = ok(&k.get(&format!("flood-{t}-{i}")));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for t in trippers {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    // Every bad key that got its own breaker was opened by its first failure; none of
+    // those breakers was ever detached.
+    for t in 0..2 {
+        for i in 0..20 {
+            let name = format!("host:bad-{t}-{i}");
+            if life.count(&format!("signal {name} closed->open")) > 0 {
+                assert_eq!(life.count(&format!("detach {name}")), 0, "{name}");
+                assert_eq!(
+                    k.peek(&format!("bad-{t}-{i}")).unwrap().state(),
+                    State::Open
+                );
+            }
+        }
+    }
+    assert!(k.len() <= 64);
+}
+
+#[cfg(feature = "prometheus")]
+#[test]
+fn series_stay_bounded_under_a_key_flood() {
+    use fluxgate::listeners::prometheus::PrometheusListener;
+    let prom = prometheus::Registry::new();
+    let listener = PrometheusListener::with_registry(&prom).unwrap();
+    let k: Keyed<String> = Keyed::builder("host:")
+        .template(|b| b.tripper(FailureStreak::new(1)))
+        .max_keys(50)
+        .listener(listener)
+        .build()
+        .unwrap();
+    let text = || {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&prom.gather())
+            .unwrap()
+    };
+    k.get("bad").force_open();
+    let one = super::series(&text(), Some("host:bad"));
+    for i in 0..5000 {
+        let _ = ok(&k.get(&format!("flood-{i}")));
+    }
+    let all = super::series(&text(), None);
+    // At most max_keys breakers plus the overflow breaker have series.
+    assert!(all <= 51 * one, "{all} series");
+    assert_eq!(super::series(&text(), Some("host:flood-0")), 0);
+    assert_eq!(super::series(&text(), Some("host:bad")), one);
+    assert!(k.remove("bad"));
+    assert_eq!(super::series(&text(), Some("host:bad")), 0);
+}

@@ -1,0 +1,366 @@
+//! The registry: named breakers from a template, listeners on every breaker, removal
+//! that retires, live reconfiguration that keeps state.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use fluxgate::clock::ManualClock;
+use fluxgate::registry::{AsyncRegistry, Registry};
+use fluxgate::retries::Cooldown;
+use fluxgate::trippers::{FailureStreak, MinRequests};
+use fluxgate::windows::{CountWindow, TimeWindow};
+use fluxgate::{CircuitBreaker, State};
+
+use super::Lifecycle;
+use super::support::{fail, ok};
+
+fn registry(clock: &ManualClock, life: &Lifecycle) -> Registry {
+    let clock = clock.clone();
+    Registry::builder()
+        .defaults(move |b| {
+            b.clock(clock.clone())
+                .tripper(FailureStreak::new(3))
+                .retry(Cooldown::new(Duration::from_secs(10)))
+        })
+        .breaker("strict", |b| b.tripper(FailureStreak::new(1)))
+        .listener(life.clone())
+        .build()
+}
+
+#[test]
+fn template_and_override_configure_each_breaker() {
+    let r = registry(&ManualClock::new(), &Lifecycle::default());
+    let strict = r.get_or_create("strict").unwrap();
+    let lenient = r.get_or_create("lenient").unwrap();
+    let _ = fail(&strict);
+    let _ = fail(&lenient);
+    assert_eq!(strict.state(), State::Open);
+    assert_eq!(lenient.state(), State::Closed);
+    assert_eq!(r.names(), ["lenient", "strict"]);
+    let snapshot = r.snapshot();
+    assert_eq!(snapshot.len(), 2);
+    assert_eq!(snapshot[1].state, State::Open);
+}
+
+#[test]
+fn a_bad_override_is_a_config_error_every_time() {
+    let r: Registry = Registry::builder()
+        .breaker("bad", |b| b.window(CountWindow::new(0)))
+        .build();
+    for _ in 0..2 {
+        let err = r.get_or_create("bad").unwrap_err();
+        assert!(err.to_string().contains("size"), "{err}");
+    }
+    assert!(r.get("bad").is_none());
+    assert!(r.check("bad").is_err());
+}
+
+#[test]
+fn registry_listeners_reach_every_breaker() {
+    let life = Lifecycle::default();
+    let r = registry(&ManualClock::new(), &life);
+    for name in ["a", "b", "strict"] {
+        r.get_or_create(name).unwrap().force_open();
+    }
+    for name in ["a", "b", "strict"] {
+        assert_eq!(life.count(&format!("attach {name} closed")), 1);
+        assert_eq!(life.count(&format!("signal {name} closed->forced_open")), 1);
+    }
+}
+
+#[test]
+fn reset_all_closes_every_breaker() {
+    let r = registry(&ManualClock::new(), &Lifecycle::default());
+    r.get_or_create("a").unwrap().force_open();
+    let _ = fail(&r.get_or_create("strict").unwrap());
+    r.reset_all();
+    assert!(r.snapshot().iter().all(|i| i.state == State::Closed));
+}
+
+#[test]
+fn remove_calls_on_detach_once_and_retires_the_breaker() {
+    let life = Lifecycle::default();
+    let r = registry(&ManualClock::new(), &life);
+    let old = r.get_or_create("a").unwrap();
+    assert!(r.remove("a"));
+    assert!(!r.remove("a"));
+    assert_eq!(life.count("detach a"), 1);
+    // A kept handle is retired: no transition, no signal after the detach.
+    old.force_open();
+    assert_eq!(old.state(), State::Closed);
+    assert_eq!(life.events().last().unwrap(), "detach a");
+    // The name can be used again: a new breaker, attached again.
+    let new = r.get_or_create("a").unwrap();
+    assert_eq!(life.count("attach a closed"), 2);
+    new.force_open();
+    assert_eq!(new.state(), State::ForcedOpen);
+}
+
+#[test]
+fn a_panicking_on_detach_does_not_hurt_the_caller() {
+    struct Bad;
+    impl fluxgate::listeners::Listener for Bad {
+        fn on_signal(
+            &self,
+            _: &fluxgate::Signal,
+        ) -> Result<(), fluxgate::listeners::ListenerError> {
+            Ok(())
+        }
+        fn on_detach(&self, _: &str) {
+            panic!("listener bug");
+        }
+    }
+    let r: Registry = Registry::builder().listener(Bad).build();
+    r.get_or_create("a").unwrap();
+    assert!(r.remove("a"));
+}
+
+#[test]
+fn reconfigure_keeps_state_and_window_when_shape_unchanged() {
+    let clock = ManualClock::new();
+    let life = Lifecycle::default();
+    let r = registry(&clock, &life);
+    let cb = r.get_or_create("a").unwrap();
+    let _ = ok(&cb);
+    let _ = fail(&cb);
+    let _ = fail(&cb);
+    let before = cb.info();
+    assert_eq!(
+        (before.metric.total_count, before.consecutive_failures),
+        (3, 2)
+    );
+
+    let change = r
+        .reconfigure("a", |b| {
+            b.tripper(FailureStreak::new(3) | MinRequests::new(1000))
+        })
+        .unwrap()
+        .unwrap();
+    assert!(change.window_kept);
+    assert_eq!(change.state, State::Closed);
+    let cb = r.get("a").unwrap();
+    let after = cb.info();
+    assert_eq!(after.metric, before.metric);
+    assert_eq!(after.consecutive_failures, 2);
+    assert_eq!(after.changed_at, before.changed_at);
+    // The streak carried over: the third failure in a row trips.
+    let _ = fail(&cb);
+    assert_eq!(cb.state(), State::Open);
+    // Listeners saw one attach per build, with the inherited state, and no detach.
+    assert_eq!(life.count("attach a closed"), 2);
+    assert_eq!(life.count("detach a"), 0);
+}
+
+#[test]
+fn reconfigure_keeps_open_state_reopens_and_cooldown() {
+    let clock = ManualClock::new();
+    let life = Lifecycle::default();
+    let r = registry(&clock, &life);
+    let cb = r.get_or_create("strict").unwrap();
+    let _ = fail(&cb);
+    assert_eq!(cb.state(), State::Open);
+    clock.advance(Duration::from_secs(10));
+    // Half-open probes are admitted by the permit's ramp: fail the first admitted one.
+    while cb.state() != State::Open || cb.info().reopens == 0 {
+        let _ = fail(&cb);
+    }
+    assert_eq!((cb.state(), cb.info().reopens), (State::Open, 1));
+    let opened_at = cb.info().changed_at;
+    clock.advance(Duration::from_secs(6));
+
+    let change = r
+        .reconfigure("strict", |b| b.max_half_open_calls(2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(change.state, State::Open);
+    assert_eq!(life.count("attach strict open"), 1);
+    let cb = r.get("strict").unwrap();
+    let info = cb.info();
+    assert_eq!(
+        (info.state, info.reopens, info.changed_at),
+        (State::Open, 1, opened_at)
+    );
+    // 6 s of the 10 s cooldown had passed: 3 s more still reject, 4 s admit a probe.
+    clock.advance(Duration::from_secs(3));
+    assert!(ok(&cb).unwrap_err().is_rejected());
+    clock.advance(Duration::from_secs(1));
+    assert!(ok(&cb).is_ok());
+}
+
+#[test]
+fn reconfigure_keeps_manual_states() {
+    let r = registry(&ManualClock::new(), &Lifecycle::default());
+    for (name, set) in [
+        ("f", CircuitBreaker::force_open as fn(&CircuitBreaker)),
+        ("m", CircuitBreaker::metrics_only),
+        ("d", CircuitBreaker::disable),
+    ] {
+        let cb = r.get_or_create(name).unwrap();
+        set(&cb);
+        let state = cb.state();
+        r.reconfigure(name, |b| b.max_half_open_calls(1)).unwrap();
+        assert_eq!(r.get(name).unwrap().state(), state);
+    }
+}
+
+#[test]
+fn reconfigure_clears_the_window_when_its_shape_changes() {
+    let clock = ManualClock::new();
+    let r = registry(&clock, &Lifecycle::default());
+    let cb = r.get_or_create("a").unwrap();
+    let _ = fail(&cb);
+    let _ = ok(&cb);
+    let change = r
+        .reconfigure("a", |b| b.window(TimeWindow::new(Duration::from_secs(30))))
+        .unwrap()
+        .unwrap();
+    assert!(!change.window_kept);
+    assert_eq!(change.old_window.as_deref(), Some("count(100)"));
+    assert_eq!(change.new_window.as_deref(), Some("time(30s)"));
+    let cb = r.get("a").unwrap();
+    assert_eq!(cb.info().metric.total_count, 0);
+    let _ = fail(&cb);
+    assert_eq!(cb.info().metric.failure_count, 1);
+    // And back to a count window of another size: cleared again.
+    let change = r
+        .reconfigure("a", |b| b.window(CountWindow::new(10)))
+        .unwrap()
+        .unwrap();
+    assert!(!change.window_kept);
+}
+
+#[test]
+fn reconfigure_of_an_unbuilt_name_only_stores_the_override() {
+    let r = registry(&ManualClock::new(), &Lifecycle::default());
+    assert_eq!(
+        r.reconfigure("later", |b| b.tripper(FailureStreak::new(1)))
+            .unwrap(),
+        None
+    );
+    let cb = r.get_or_create("later").unwrap();
+    let _ = fail(&cb);
+    assert_eq!(cb.state(), State::Open);
+}
+
+#[test]
+fn an_invalid_reconfiguration_changes_nothing() {
+    let r = registry(&ManualClock::new(), &Lifecycle::default());
+    let cb = r.get_or_create("strict").unwrap();
+    assert!(
+        r.reconfigure("strict", |b| b.max_half_open_calls(0))
+            .is_err()
+    );
+    assert!(r.set_defaults(|b| b.max_half_open_calls(0)).is_err());
+    // Same breaker, same override (one failure trips).
+    let _ = fail(&r.get("strict").unwrap());
+    assert_eq!(cb.state(), State::Open);
+}
+
+#[test]
+fn reconfiguration_logs_one_line_per_change() {
+    let logs = super::support::logs::Logs::default();
+    let r = registry(&ManualClock::new(), &Lifecycle::default());
+    r.get_or_create("a").unwrap();
+    r.get_or_create("b").unwrap();
+    tracing::subscriber::with_default(logs.subscriber(), || {
+        r.set_defaults(|b| b.window(CountWindow::new(50))).unwrap();
+    });
+    let lines: Vec<_> = logs
+        .events()
+        .into_iter()
+        .filter(|e| e.message() == "circuit reconfigured")
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0].field("window_kept"), "false");
+}
+
+#[test]
+fn many_threads_creating_one_name_get_one_breaker() {
+    let life = Lifecycle::default();
+    let r = registry(&ManualClock::new(), &life);
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (r, barrier) = (r.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                r.get_or_create("shared").unwrap()
+            })
+        })
+        .collect();
+    let breakers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    breakers[0].force_open();
+    assert!(breakers.iter().all(|b| b.state() == State::ForcedOpen));
+    assert_eq!(life.count("attach shared closed"), 1);
+}
+
+#[test]
+fn the_async_registry_builds_async_breakers() {
+    let r = AsyncRegistry::builder()
+        .defaults(|b| b.tripper(FailureStreak::new(1)))
+        .build();
+    let cb = r.get_or_create("api").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let _ = rt.block_on(cb.call(|| async { Err::<(), _>(std::io::Error::other("x")) }));
+    assert_eq!(r.get("api").unwrap().state(), State::Open);
+    let change = r
+        .reconfigure("api", |b| b.max_half_open_calls(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(change.state, State::Open);
+}
+
+#[cfg(feature = "prometheus")]
+#[test]
+fn remove_drops_the_circuit_series_from_the_exposition() {
+    use fluxgate::listeners::prometheus::PrometheusListener;
+    let prom = prometheus::Registry::new();
+    let listener = PrometheusListener::with_registry(&prom).unwrap();
+    let r: Registry = Registry::builder().listener(listener).build();
+    r.get_or_create("a").unwrap().force_open();
+    r.get_or_create("b").unwrap();
+    let text = || {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&prom.gather())
+            .unwrap()
+    };
+    let (a, b) = (
+        super::series(&text(), Some("a")),
+        super::series(&text(), Some("b")),
+    );
+    assert!(a > 0 && b > 0);
+    assert!(r.remove("a"));
+    assert_eq!(super::series(&text(), Some("a")), 0);
+    assert_eq!(super::series(&text(), Some("b")), b);
+    // A reconfiguration keeps the series and shows the inherited state.
+    r.get_or_create("c").unwrap().force_open();
+    r.reconfigure("c", |b| b.max_half_open_calls(1)).unwrap();
+    let t = text();
+    assert!(
+        t.contains("circuit_breaker_state{circuit_name=\"c\",state=\"forced_open\"} 1"),
+        "{t}"
+    );
+}
+
+#[cfg(feature = "prometheus-client")]
+#[test]
+fn remove_drops_the_circuit_series_from_the_client_exposition() {
+    use fluxgate::listeners::prometheus::PrometheusClientListener;
+    let mut prom = prometheus_client::registry::Registry::default();
+    let listener = PrometheusClientListener::new(&mut prom);
+    let r: Registry = Registry::builder().listener(listener).build();
+    r.get_or_create("a").unwrap().force_open();
+    r.get_or_create("b").unwrap();
+    let text = || {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &prom).unwrap();
+        s
+    };
+    let before = super::series(&text(), None);
+    assert!(super::series(&text(), Some("a")) > 0);
+    assert!(r.remove("a"));
+    assert_eq!(super::series(&text(), Some("a")), 0);
+    assert!(super::series(&text(), None) < before);
+}
