@@ -169,7 +169,9 @@ fn reconfigure_keeps_open_state_reopens_and_cooldown() {
     clock.advance(Duration::from_secs(6));
 
     let change = r
-        .reconfigure("strict", |b| b.max_half_open_calls(2))
+        .reconfigure("strict", |b| {
+            b.max_half_open_calls(2).permit(fluxgate::permits::All)
+        })
         .unwrap()
         .unwrap();
     assert_eq!(change.state, State::Open);
