@@ -25,8 +25,9 @@ pub trait Clock: Send + Sync + 'static {
     /// Wall-clock time now.
     fn wall(&self) -> SystemTime;
 
-    /// A cheap reading of the monotonic clock that may lag `now_nanos` a little (a
-    /// millisecond or so) but never leads it. The breaker uses it only where lateness
+    /// A cheap reading of the monotonic clock that may lag `now_nanos` (for
+    /// `SystemClock`: about a millisecond, more while its clock thread waits for a CPU)
+    /// but never leads it. The breaker uses it only where lateness
     /// can only delay: whether an `open` circuit may probe yet, and the `retry_after` of a
     /// rejection (a probe goes at most that much later; it never goes early). The default
     /// is `now_nanos`.
@@ -51,8 +52,10 @@ pub trait Clock: Send + Sync + 'static {
 ///
 /// [`recent_nanos`](Clock::recent_nanos), which rejections while `open` read, is one
 /// atomic load: a background thread (`fluxgate-clock`, started on the first such read,
-/// gone after a second without readers) refreshes it every millisecond. If that thread
-/// cannot be started, it is the precise clock.
+/// gone after a second without readers) refreshes it every millisecond; on a machine so
+/// loaded that the thread is not scheduled, the reading lags further, which delays probes
+/// and never lets one go early. If that thread cannot be started, it is the precise
+/// clock.
 ///
 /// All `SystemClock`s of a process share one origin.
 ///

@@ -120,57 +120,56 @@ pub trait Listener: Send + Sync + 'static {
     }
 }
 
-/// A shared listener is a listener: one `Arc` can be registered with many breakers.
-///
-/// ```
-/// use std::sync::Arc;
-/// use fluxgate_core::{CircuitBreaker, listeners::log::LogListener};
-/// let log = Arc::new(LogListener::new());
-/// let a = CircuitBreaker::builder("a").listener(log.clone()).build().unwrap();
-/// let b = CircuitBreaker::builder("b").listener(log).build().unwrap();
-/// # let _ = (a, b);
-/// ```
-impl<L: Listener + ?Sized> Listener for std::sync::Arc<L> {
-    fn on_signal(&self, signal: &Signal) -> Result<(), ListenerError> {
-        (**self).on_signal(signal)
-    }
-    fn on_attach(&self, circuit_name: &str, state: State) {
-        (**self).on_attach(circuit_name, state)
-    }
-    fn on_detach(&self, circuit_name: &str) {
-        (**self).on_detach(circuit_name)
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
+/// Forwards every method of a listener trait to the listener behind a pointer.
+macro_rules! forward_listener {
+    ($(#[$m:meta])* $trait:ident, $signal:ty, $out:ty, [$($g:tt)*] $t:ty) => {
+        $(#[$m])*
+        impl<$($g)*> $trait for $t {
+            fn on_signal(&self, signal: $signal) -> $out {
+                (**self).on_signal(signal)
+            }
+            fn on_attach(&self, circuit_name: &str, state: State) {
+                (**self).on_attach(circuit_name, state)
+            }
+            fn on_detach(&self, circuit_name: &str) {
+                (**self).on_detach(circuit_name)
+            }
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+        }
+    };
 }
 
-/// A boxed listener is a listener (for lists of listeners chosen at run time).
-///
-/// ```
-/// use fluxgate_core::{CircuitBreaker, Signal, listeners::{Listener, log::LogListener}};
-/// let chosen: Box<dyn Listener> = if cfg!(debug_assertions) {
-///     Box::new(LogListener::new())
-/// } else {
-///     Box::new(|s: &Signal| println!("{}", s.new_state))
-/// };
-/// let cb = CircuitBreaker::builder("a").listener(chosen).build().unwrap();
-/// # let _ = cb;
-/// ```
-impl Listener for Box<dyn Listener> {
-    fn on_signal(&self, signal: &Signal) -> Result<(), ListenerError> {
-        (**self).on_signal(signal)
-    }
-    fn on_attach(&self, circuit_name: &str, state: State) {
-        (**self).on_attach(circuit_name, state)
-    }
-    fn on_detach(&self, circuit_name: &str) {
-        (**self).on_detach(circuit_name)
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-}
+forward_listener!(
+    /// A shared listener is a listener: one `Arc` can be registered with many breakers.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fluxgate_core::{CircuitBreaker, listeners::log::LogListener};
+    /// let log = Arc::new(LogListener::new());
+    /// let a = CircuitBreaker::builder("a").listener(log.clone()).build().unwrap();
+    /// let b = CircuitBreaker::builder("b").listener(log).build().unwrap();
+    /// # let _ = (a, b);
+    /// ```
+    Listener, &Signal, Result<(), ListenerError>, [L: Listener + ?Sized] std::sync::Arc<L>
+);
+
+forward_listener!(
+    /// A boxed listener is a listener (for lists of listeners chosen at run time).
+    ///
+    /// ```
+    /// use fluxgate_core::{CircuitBreaker, Signal, listeners::{Listener, log::LogListener}};
+    /// let chosen: Box<dyn Listener> = if cfg!(debug_assertions) {
+    ///     Box::new(LogListener::new())
+    /// } else {
+    ///     Box::new(|s: &Signal| println!("{}", s.new_state))
+    /// };
+    /// let cb = CircuitBreaker::builder("a").listener(chosen).build().unwrap();
+    /// # let _ = cb;
+    /// ```
+    Listener, &Signal, Result<(), ListenerError>, [] Box<dyn Listener>
+);
 
 impl<F> Listener for F
 where
@@ -228,45 +227,23 @@ pub trait AsyncListener: Send + Sync + 'static {
     }
 }
 
-/// A shared async listener is an async listener.
-///
-/// ```
-/// use std::sync::Arc;
-/// use fluxgate_core::{AsyncCircuitBreaker, listeners::log::LogListener};
-/// let log = Arc::new(LogListener::new());
-/// let cb = AsyncCircuitBreaker::builder("a").async_listener(log).build().unwrap();
-/// # drop(cb);
-/// ```
-impl<L: AsyncListener + ?Sized> AsyncListener for std::sync::Arc<L> {
-    fn on_signal(&self, signal: Signal) -> ListenerFuture {
-        (**self).on_signal(signal)
-    }
-    fn on_attach(&self, circuit_name: &str, state: State) {
-        (**self).on_attach(circuit_name, state)
-    }
-    fn on_detach(&self, circuit_name: &str) {
-        (**self).on_detach(circuit_name)
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-}
+forward_listener!(
+    /// A shared async listener is an async listener.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fluxgate_core::{AsyncCircuitBreaker, listeners::log::LogListener};
+    /// let log = Arc::new(LogListener::new());
+    /// let cb = AsyncCircuitBreaker::builder("a").async_listener(log).build().unwrap();
+    /// # drop(cb);
+    /// ```
+    AsyncListener, Signal, ListenerFuture, [L: AsyncListener + ?Sized] std::sync::Arc<L>
+);
 
-/// A boxed async listener is an async listener.
-impl AsyncListener for Box<dyn AsyncListener> {
-    fn on_signal(&self, signal: Signal) -> ListenerFuture {
-        (**self).on_signal(signal)
-    }
-    fn on_attach(&self, circuit_name: &str, state: State) {
-        (**self).on_attach(circuit_name, state)
-    }
-    fn on_detach(&self, circuit_name: &str) {
-        (**self).on_detach(circuit_name)
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-}
+forward_listener!(
+    /// A boxed async listener is an async listener.
+    AsyncListener, Signal, ListenerFuture, [] Box<dyn AsyncListener>
+);
 
 impl<F, Fut> AsyncListener for F
 where
