@@ -70,6 +70,25 @@ fn a_failing_key_survives_a_flood_of_100_000_new_keys() {
 }
 
 #[test]
+fn keys_seen_once_are_evicted_before_keys_in_use() {
+    // A small map under a flood: the key the traffic comes back to (every 8 new keys, half
+    // the map) must never be the one evicted, whatever the hash seed puts in its shard.
+    let life = Lifecycle::default();
+    let k = hosts(16, &life);
+    let _ = ok(&k.get("hot"));
+    let _ = ok(&k.get("hot"));
+    for i in 0..100_000 {
+        let _ = ok(&k.get(&format!("once-{i}")));
+        if i % 8 == 0 {
+            let _ = ok(&k.get("hot"));
+        }
+    }
+    assert_eq!(life.count("detach host:hot"), 0, "the key in use was evicted");
+    assert_eq!(life.count("attach host:hot closed"), 1);
+    assert!(k.evicted() >= 99_000, "evicted {}", k.evicted());
+}
+
+#[test]
 fn non_closed_breakers_are_never_evicted_and_new_keys_overflow() {
     let k = hosts(4, &Lifecycle::default());
     k.get("open").force_open();

@@ -35,6 +35,11 @@
 //! writes it only when it changed): an idle key is one the traffic has not touched while
 //! the map was turned over once, whatever the wall time.
 //!
+//! The lookup that builds a key does not count as a use: a key seen once is idle as soon
+//! as the hand has turned once more, while a key the traffic came back to is kept for a
+//! full turn after its last lookup. A flood of one-off keys therefore evicts one-off keys
+//! first, not the keys that are in use (the sweep resists scans, as 2Q and CLOCK-Pro do).
+//!
 //! A breaker is evicted only if **all** of these hold:
 //! - it is `closed` (an `open`, `half_open`, `forced_open`, `metrics_only` or `disabled`
 //!   breaker is never evicted: forgetting a failing host would let traffic hit it again);
@@ -385,7 +390,9 @@ where
                 Ok(breaker) => {
                     let entry = Entry {
                         breaker: breaker.clone(),
-                        used: AtomicU64::new(inner.era.load(Ordering::Relaxed)),
+                        // One era behind: the lookup that builds a key does not count
+                        // as a use, so a key seen once is idle after the hand's next turn.
+                        used: AtomicU64::new(inner.era.load(Ordering::Relaxed) - 1),
                     };
                     map.insert(owned, entry);
                     return breaker;
@@ -486,8 +493,10 @@ where
     /// ```
     /// let k: fluxgate_core::keyed::Keyed<String> = fluxgate_core::keyed::Keyed::builder("api:").build()?;
     /// k.get("a");
+    /// k.get("a");
+    /// k.get("once");
     /// k.get("b").force_open();
-    /// assert_eq!(k.evict_idle(), 0);  // the first turn starts a new era
+    /// assert_eq!(k.evict_idle(), 1);  // "once" was seen once: it goes at the next turn
     /// assert_eq!(k.evict_idle(), 1);  // "a" was not used for a turn; "b" is not closed
     /// assert_eq!(k.keys(), ["b"]);
     /// # Ok::<(), fluxgate_core::ConfigError>(())
