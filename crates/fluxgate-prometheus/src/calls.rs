@@ -26,13 +26,13 @@ pub(crate) fn outcome_index(outcome: CallOutcome) -> usize {
 /// Per-circuit handles. Calls of a circuit that is not attached (or was detached) are not
 /// counted: a retired breaker's last calls must not bring its series back.
 pub(crate) struct CallSeries<H> {
-    circuits: RwLock<HashMap<Box<str>, H>>,
+    circuits: RwLock<HashMap<Box<str>, H, foldhash::fast::RandomState>>,
 }
 
 impl<H: CallHandles> CallSeries<H> {
     pub(crate) fn new() -> Self {
         CallSeries {
-            circuits: RwLock::new(HashMap::new()),
+            circuits: RwLock::new(HashMap::default()),
         }
     }
 
