@@ -10,7 +10,8 @@
 //! (the second total minus the first, divided by 200 000). Kinds: `closed` (default
 //! config), `pct1` (1 % failures), `open` (rejection while open), `forced` (rejection while
 //! forced open), `timed` (`TimeWindow(60 s)` + `MinRequests(100) & SlowRate(0.5, 1 s)`),
-//! `calls` (closed, with a listener that wants every call).
+//! `calls` (closed, with a listener that wants every call), `prometheus_calls` (closed, with
+//! the Prometheus listener's call metrics; feature `prometheus`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -98,6 +99,22 @@ fn main() {
             (0..n).for_each(|_| drop(black_box(cb.call(work))));
             assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), n);
         }
-        other => eprintln!("unknown kind {other}: closed, pct1, open, forced, timed or calls"),
+        #[cfg(feature = "prometheus")]
+        "prometheus_calls" => {
+            // A closed call counted and timed by the Prometheus listener's call metrics.
+            use fluxgate::listeners::prometheus::PrometheusListener;
+            let listener = PrometheusListener::with_registry(&Default::default())
+                .and_then(PrometheusListener::with_call_metrics)
+                .expect("a fresh registry");
+            let cb = CircuitBreaker::builder("b")
+                .listener(listener)
+                .build()
+                .expect("a valid config");
+            (0..n).for_each(|_| drop(black_box(cb.call(work))));
+        }
+        other => eprintln!(
+            "unknown kind {other}: closed, pct1, open, forced, timed, calls or (feature \
+             prometheus) prometheus_calls"
+        ),
     }
 }

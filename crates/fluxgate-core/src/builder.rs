@@ -330,10 +330,10 @@ impl<F: Face> Builder<F> {
         self.recovery.slow_thresholds(&mut thresholds);
         self.window.set_slow_thresholds(&thresholds);
         let calls = CallSink::new(&self.listeners, &self.async_listeners);
-        let time_calls = self.measure_durations
-            || calls.is_some()
+        let window_durations = self.measure_durations
             || self.tripper.needs_durations()
             || self.recovery.needs_durations();
+        let time_calls = window_durations || calls.is_some();
         let new_shape = self.window.shape();
         let shared = old.filter(|old| new_shape.is_some() && old.window_shape() == new_shape);
         let window: Arc<AnyWindow> = match shared {
@@ -354,6 +354,7 @@ impl<F: Face> Builder<F> {
             permit: self.permit,
             clock: self.clock,
             time_calls,
+            window_durations,
             max_half_open_calls: max,
             listeners: self.listeners,
             hook,

@@ -155,6 +155,10 @@ pub(crate) struct Parts {
     pub(crate) permit: Box<dyn Permit>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) time_calls: bool,
+    /// The window keeps the calls' durations (a rule needs them, or
+    /// `measure_durations(true)`); else it records 0 even when calls are timed for
+    /// listeners that want calls (SM-3).
+    pub(crate) window_durations: bool,
     pub(crate) max_half_open_calls: u32,
     pub(crate) listeners: Vec<Arc<dyn Listener>>,
     pub(crate) hook: Option<Box<dyn SignalHook>>,
@@ -181,6 +185,7 @@ pub struct Core {
     name: Arc<str>,
     rejection: RejectionName,
     time_calls: bool,
+    window_durations: bool,
     needs_now: bool,
     /// The tripper is stateless: a success that leaves window and streak as they were
     /// cannot change its answer, so it is neither recorded nor asked.
@@ -239,6 +244,7 @@ impl Core {
             rejection: RejectionName::new(&p.name),
             name: p.name,
             time_calls: p.time_calls,
+            window_durations: p.window_durations,
             needs_now,
             quiet_successes: p.tripper.stateless(),
             max_half_open_calls: p.max_half_open_calls,
@@ -570,7 +576,7 @@ impl Core {
             // that no longer exists (SM-17).
             return;
         }
-        let duration = if self.time_calls {
+        let duration = if self.window_durations {
             Duration::from_nanos(now.saturating_sub(adm.start))
         } else {
             Duration::ZERO
