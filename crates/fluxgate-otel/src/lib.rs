@@ -266,12 +266,12 @@ impl OpenTelemetryListener {
 
     /// Starts configuring a listener on a meter of `provider`, with the instrumentation
     /// scope [`SCOPE_NAME`] and this crate's version. Pass
-    /// `&opentelemetry::global::meter_provider()` to record through the global provider.
+    /// `&*opentelemetry::global::meter_provider()` to record through the global provider.
     ///
     /// ```
     /// use fluxgate_otel::OpenTelemetryListener;
     ///
-    /// let listener = OpenTelemetryListener::builder(&opentelemetry::global::meter_provider()).build();
+    /// let listener = OpenTelemetryListener::builder(&*opentelemetry::global::meter_provider()).build();
     /// # drop(listener);
     /// ```
     pub fn builder<P: MeterProvider + ?Sized>(provider: &P) -> OpenTelemetryListenerBuilder {
