@@ -501,9 +501,56 @@ fn config() -> Criterion {
         .configure_from_args()
 }
 
+// ---------------------------------------------------------------------------------------
+// 6. Opt-in call metrics: a closed call reported to a listener that wants calls.
+
+/// The cheapest listener that wants calls: one relaxed add per call.
+#[derive(Default)]
+struct CountCalls(std::sync::atomic::AtomicU64);
+
+impl fluxgate::listeners::Listener for CountCalls {
+    fn on_signal(&self, _: &fluxgate::Signal) -> Result<(), fluxgate::listeners::ListenerError> {
+        Ok(())
+    }
+    fn wants_calls(&self) -> bool {
+        true
+    }
+    fn on_call(&self, _: &fluxgate::listeners::CallEvent<'_>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn call_metrics(c: &mut Criterion) {
+    let mut g = c.benchmark_group("call_metrics");
+    let cb = fluxgate_default();
+    g.bench_function("fluxgate", |b| b.iter(|| black_box(cb.call(work))));
+    let counted = CircuitBreaker::builder("counted")
+        .listener(CountCalls::default())
+        .build()
+        .expect("a valid config");
+    g.bench_function("fluxgate + counting listener", |b| {
+        b.iter(|| black_box(counted.call(work)))
+    });
+    #[cfg(feature = "prometheus")]
+    {
+        use fluxgate::listeners::prometheus::PrometheusListener;
+        let listener = PrometheusListener::with_registry(&prometheus::Registry::new())
+            .and_then(PrometheusListener::with_call_metrics)
+            .expect("a fresh registry");
+        let exported = CircuitBreaker::builder("exported")
+            .listener(listener)
+            .build()
+            .expect("a valid config");
+        g.bench_function("fluxgate + PrometheusListener call metrics", |b| {
+            b.iter(|| black_box(exported.call(work)))
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = closed, closed_timed, rejected, threads, asynchronous
+    targets = closed, closed_timed, rejected, threads, asynchronous, call_metrics
 }
 criterion_main!(benches);

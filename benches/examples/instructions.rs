@@ -9,7 +9,8 @@
 //!
 //! (the second total minus the first, divided by 200 000). Kinds: `closed` (default
 //! config), `pct1` (1 % failures), `open` (rejection while open), `forced` (rejection while
-//! forced open), `timed` (`TimeWindow(60 s)` + `MinRequests(100) & SlowRate(0.5, 1 s)`).
+//! forced open), `timed` (`TimeWindow(60 s)` + `MinRequests(100) & SlowRate(0.5, 1 s)`),
+//! `calls` (closed, with a listener that wants every call).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -23,6 +24,21 @@ fn work() -> Result<u64, std::io::Error> {
 
 fn fail() -> Result<u64, std::io::Error> {
     Err(std::io::Error::other("down"))
+}
+
+/// Counts the calls it hears of (`calls` kind).
+struct CountCalls(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl fluxgate::listeners::Listener for CountCalls {
+    fn on_signal(&self, _: &fluxgate::Signal) -> Result<(), fluxgate::listeners::ListenerError> {
+        Ok(())
+    }
+    fn wants_calls(&self) -> bool {
+        true
+    }
+    fn on_call(&self, _: &fluxgate::listeners::CallEvent<'_>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn main() {
@@ -71,6 +87,17 @@ fn main() {
                 .expect("a valid config");
             (0..n).for_each(|_| drop(black_box(cb.call(work))));
         }
-        other => eprintln!("unknown kind {other}: closed, pct1, open, forced or timed"),
+        "calls" => {
+            // A closed call reported to a listener that wants every call.
+            let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counter = seen.clone();
+            let cb = CircuitBreaker::builder("b")
+                .listener(CountCalls(counter))
+                .build()
+                .expect("a valid config");
+            (0..n).for_each(|_| drop(black_box(cb.call(work))));
+            assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), n);
+        }
+        other => eprintln!("unknown kind {other}: closed, pct1, open, forced, timed or calls"),
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod async_breaker;
+mod calls;
 mod components;
 mod concurrency;
 mod extension;

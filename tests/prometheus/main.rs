@@ -6,6 +6,7 @@ mod support;
 
 mod axum_route;
 mod breaker;
+mod call_metrics;
 mod client_backend;
 mod e2e;
 mod exposition;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::core::{Core, Parts};
 use crate::listeners::spawn::{Spawner, async_hook};
-use crate::listeners::{AsyncListener, Listener};
+use crate::listeners::{AsyncListener, CallSink, Listener};
 use crate::permits::{Permit, RampUp};
 use crate::recovery::{ByTripper, Recovery};
 use crate::retries::{Cooldown, Retry};
@@ -329,7 +329,9 @@ impl<F: Face> Builder<F> {
         self.tripper.slow_thresholds(&mut thresholds);
         self.recovery.slow_thresholds(&mut thresholds);
         self.window.set_slow_thresholds(&thresholds);
+        let calls = CallSink::new(&self.listeners, &self.async_listeners);
         let time_calls = self.measure_durations
+            || calls.is_some()
             || self.tripper.needs_durations()
             || self.recovery.needs_durations();
         let new_shape = self.window.shape();
@@ -355,6 +357,7 @@ impl<F: Face> Builder<F> {
             max_half_open_calls: max,
             listeners: self.listeners,
             hook,
+            calls,
         }));
         let (state, succession) = match old {
             Some(old) => {

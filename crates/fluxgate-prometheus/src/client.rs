@@ -16,13 +16,16 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::calls::{CallHandles, CallSeries, outcome_index};
 use super::{
+    CALL_DURATION_BUCKETS, CALL_DURATION_HELP, CALL_DURATION_METRIC, CALLS_HELP, CALLS_METRIC,
     Exporter, STATE_HELP, STATE_METRIC, Sink, TRANSITION_HELP, TRANSITION_METRIC, all_transitions,
     lock_ignoring_poison,
 };
-use fluxgate_core::listeners::{Listener, ListenerError};
+use fluxgate_core::listeners::{CallEvent, CallOutcome, Listener, ListenerError};
 use fluxgate_core::{Signal, State};
 
 type StateLabels = [(&'static str, String); 2];
@@ -140,6 +143,71 @@ impl Collector for GuardedCollector {
 #[derive(Clone)]
 pub struct PrometheusClientListener {
     exporter: Arc<Exporter<ClientSink>>,
+    calls: Option<Arc<Calls>>,
+}
+
+type CallLabels = [(&'static str, String); 2];
+type CircuitLabel = [(&'static str, String); 1];
+
+fn call_labels(circuit_name: &str, outcome: CallOutcome) -> CallLabels {
+    [
+        ("circuit_name", circuit_name.to_owned()),
+        ("outcome", outcome.as_str().to_owned()),
+    ]
+}
+
+fn circuit_label(circuit_name: &str) -> CircuitLabel {
+    [("circuit_name", circuit_name.to_owned())]
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(CALL_DURATION_BUCKETS)
+}
+
+/// The opt-in call metrics: the two families and each attached circuit's handles.
+struct Calls {
+    counter: Family<CallLabels, Counter>,
+    durations: Family<CircuitLabel, Histogram, fn() -> Histogram>,
+    series: CallSeries<CircuitCalls>,
+}
+
+struct CircuitCalls {
+    outcomes: [Counter; 4],
+    duration: Histogram,
+}
+
+impl CallHandles for CircuitCalls {
+    fn count(&self, outcome: CallOutcome) {
+        self.outcomes[outcome_index(outcome)].inc();
+    }
+    fn observe(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+}
+
+impl Calls {
+    fn attach(&self, circuit_name: &str) {
+        self.series.attach(circuit_name, || CircuitCalls {
+            outcomes: CallOutcome::ALL.map(|o| {
+                self.counter
+                    .get_or_create(&call_labels(circuit_name, o))
+                    .clone()
+            }),
+            duration: self
+                .durations
+                .get_or_create(&circuit_label(circuit_name))
+                .clone(),
+        });
+    }
+
+    fn detach(&self, circuit_name: &str) {
+        if self.series.detach(circuit_name).is_some() {
+            for o in CallOutcome::ALL {
+                self.counter.remove(&call_labels(circuit_name, o));
+            }
+            self.durations.remove(&circuit_label(circuit_name));
+        }
+    }
 }
 
 impl PrometheusClientListener {
@@ -161,7 +229,46 @@ impl PrometheusClientListener {
         }));
         PrometheusClientListener {
             exporter: Arc::new(Exporter::new(sink, lock)),
+            calls: None,
         }
+    }
+
+    /// Like [`new`](Self::new), and also counts every call of the breakers it is attached
+    /// to (opt-in call metrics): the counter family `circuit_breaker_calls`
+    /// `{circuit_name, outcome}` (samples [`CALLS_METRIC`](super::CALLS_METRIC)) and the
+    /// histogram [`CALL_DURATION_METRIC`](super::CALL_DURATION_METRIC) `{circuit_name}`
+    /// (buckets [`CALL_DURATION_BUCKETS`](super::CALL_DURATION_BUCKETS)). Each circuit's
+    /// series appear at zero when it is attached and go when it is detached.
+    ///
+    /// ```
+    /// use fluxgate_prometheus::PrometheusClientListener;
+    /// use fluxgate_core::CircuitBreaker;
+    ///
+    /// let mut registry = prometheus_client::registry::Registry::default();
+    /// let listener = PrometheusClientListener::with_call_metrics(&mut registry);
+    /// let cb = CircuitBreaker::builder("payment_api").listener(listener).build()?;
+    /// cb.call(|| Ok::<_, std::io::Error>(()))?;
+    /// let mut text = String::new();
+    /// prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    /// assert!(text.contains(r#"circuit_breaker_calls_total{circuit_name="payment_api",outcome="success"} 1"#));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_call_metrics(registry: &mut Registry) -> Self {
+        let mut listener = PrometheusClientListener::new(registry);
+        let counter = Family::<CallLabels, Counter>::default();
+        let durations = Family::<CircuitLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        // The encoder adds `_total` to counter samples itself.
+        let family = CALLS_METRIC.strip_suffix("_total").unwrap_or(CALLS_METRIC);
+        registry.register(family, CALLS_HELP, counter.clone());
+        registry.register(CALL_DURATION_METRIC, CALL_DURATION_HELP, durations.clone());
+        listener.calls = Some(Arc::new(Calls {
+            counter,
+            durations,
+            series: CallSeries::new(),
+        }));
+        listener
     }
 
     /// Drops every series of one circuit (PR-5); idempotent, other circuits untouched, a
@@ -181,6 +288,9 @@ impl PrometheusClientListener {
     /// ```
     pub fn remove_circuit(&self, circuit_name: &str) {
         self.exporter.remove(circuit_name);
+        if let Some(calls) = &self.calls {
+            calls.detach(circuit_name);
+        }
     }
 }
 
@@ -197,6 +307,9 @@ impl Listener for PrometheusClientListener {
     }
 
     fn on_attach(&self, circuit_name: &str, state: State) {
+        if let Some(calls) = &self.calls {
+            calls.attach(circuit_name);
+        }
         // This backend's sink cannot fail.
         let _ = self.exporter.attach(circuit_name, state);
     }
@@ -205,6 +318,16 @@ impl Listener for PrometheusClientListener {
     /// its series with it: [`remove_circuit`](PrometheusClientListener::remove_circuit).
     fn on_detach(&self, circuit_name: &str) {
         self.remove_circuit(circuit_name);
+    }
+
+    fn wants_calls(&self) -> bool {
+        self.calls.is_some()
+    }
+
+    fn on_call(&self, call: &CallEvent<'_>) {
+        if let Some(calls) = &self.calls {
+            calls.series.record(call);
+        }
     }
 
     fn name(&self) -> &str {

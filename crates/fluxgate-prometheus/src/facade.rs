@@ -12,8 +12,12 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use super::{Exporter, STATE_HELP, STATE_METRIC, Sink, TRANSITION_HELP, TRANSITION_METRIC};
-use fluxgate_core::listeners::{Listener, ListenerError};
+use super::calls::{CallHandles, CallSeries, outcome_index};
+use super::{
+    CALL_DURATION_HELP, CALL_DURATION_METRIC, CALLS_HELP, CALLS_METRIC, Exporter, STATE_HELP,
+    STATE_METRIC, Sink, TRANSITION_HELP, TRANSITION_METRIC,
+};
+use fluxgate_core::listeners::{CallEvent, CallOutcome, Listener, ListenerError};
 use fluxgate_core::{Signal, State};
 
 struct FacadeSink;
@@ -81,6 +85,47 @@ impl Sink for FacadeSink {
 #[derive(Clone)]
 pub struct MetricsListener {
     exporter: Arc<Exporter<FacadeSink>>,
+    calls: Option<Arc<CallSeries<CircuitCalls>>>,
+}
+
+/// One circuit's call handles, registered with the recorder installed when the circuit
+/// was attached.
+struct CircuitCalls {
+    outcomes: [metrics::Counter; 4],
+    duration: metrics::Histogram,
+}
+
+impl CircuitCalls {
+    fn new(circuit_name: &str) -> CircuitCalls {
+        metrics::describe_counter!(CALLS_METRIC, CALLS_HELP);
+        metrics::describe_histogram!(
+            CALL_DURATION_METRIC,
+            metrics::Unit::Seconds,
+            CALL_DURATION_HELP
+        );
+        CircuitCalls {
+            outcomes: CallOutcome::ALL.map(|o| {
+                metrics::counter!(
+                    CALLS_METRIC,
+                    "circuit_name" => circuit_name.to_owned(),
+                    "outcome" => o.as_str(),
+                )
+            }),
+            duration: metrics::histogram!(
+                CALL_DURATION_METRIC,
+                "circuit_name" => circuit_name.to_owned(),
+            ),
+        }
+    }
+}
+
+impl CallHandles for CircuitCalls {
+    fn count(&self, outcome: CallOutcome) {
+        self.outcomes[outcome_index(outcome)].increment(1);
+    }
+    fn observe(&self, seconds: f64) {
+        self.duration.record(seconds);
+    }
 }
 
 impl MetricsListener {
@@ -101,7 +146,33 @@ impl MetricsListener {
     pub fn new() -> Self {
         MetricsListener {
             exporter: Arc::new(Exporter::new(FacadeSink, Arc::new(Mutex::new(())))),
+            calls: None,
         }
+    }
+
+    /// Like [`new`](Self::new), and also counts every call of the breakers it is attached
+    /// to (opt-in call metrics): the counter [`CALLS_METRIC`](super::CALLS_METRIC)
+    /// `{circuit_name, outcome}` and the histogram
+    /// [`CALL_DURATION_METRIC`](super::CALL_DURATION_METRIC) `{circuit_name}`, in seconds.
+    /// Histogram buckets are the exporter's choice (for `metrics-exporter-prometheus`,
+    /// `set_buckets_for_metric`; [`CALL_DURATION_BUCKETS`](super::CALL_DURATION_BUCKETS)
+    /// are the other backends' bounds). The handles are taken from the recorder installed
+    /// when each breaker is built.
+    ///
+    /// ```
+    /// use fluxgate_prometheus::MetricsListener;
+    /// use fluxgate_core::CircuitBreaker;
+    ///
+    /// let cb = CircuitBreaker::builder("payment_api")
+    ///     .listener(MetricsListener::with_call_metrics())
+    ///     .build()?;
+    /// cb.call(|| Ok::<_, std::io::Error>(()))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_call_metrics() -> Self {
+        let mut listener = MetricsListener::new();
+        listener.calls = Some(Arc::new(CallSeries::new()));
+        listener
     }
 }
 
@@ -128,6 +199,9 @@ impl Listener for MetricsListener {
     }
 
     fn on_attach(&self, circuit_name: &str, state: State) {
+        if let Some(calls) = &self.calls {
+            calls.attach(circuit_name, || CircuitCalls::new(circuit_name));
+        }
         FacadeSink.describe();
         // This backend's sink cannot fail.
         let _ = self.exporter.attach(circuit_name, state);
@@ -139,6 +213,20 @@ impl Listener for MetricsListener {
     /// memory stays bounded the same way.
     fn on_detach(&self, circuit_name: &str) {
         self.exporter.remove(circuit_name);
+        if let Some(calls) = &self.calls {
+            // Stops counting; the facade cannot delete the series themselves.
+            calls.detach(circuit_name);
+        }
+    }
+
+    fn wants_calls(&self) -> bool {
+        self.calls.is_some()
+    }
+
+    fn on_call(&self, call: &CallEvent<'_>) {
+        if let Some(calls) = &self.calls {
+            calls.record(call);
+        }
     }
 
     fn name(&self) -> &str {

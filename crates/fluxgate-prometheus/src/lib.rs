@@ -65,6 +65,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use fluxgate_core::listeners::ListenerError;
 use fluxgate_core::{Signal, State};
 
+#[cfg(any(
+    feature = "prometheus",
+    feature = "prometheus-client",
+    feature = "metrics"
+))]
+mod calls;
 #[cfg(feature = "prometheus")]
 mod listener;
 #[cfg(feature = "prometheus")]
@@ -137,6 +143,48 @@ pub const TRANSITION_METRIC: &str = "circuit_breaker_state_transition_total";
 /// );
 /// ```
 pub const TRANSITION_HELP: &str = "Count of state transitions for circuit breakers";
+
+/// Name of the opt-in calls counter, with its `_total` suffix: calls by `circuit_name`
+/// and `outcome` (`success`, `failure`, `ignored`, `rejected`). Off by default, so the
+/// seed's exposition stays exact; each backend has a `with_call_metrics` constructor.
+///
+/// ```
+/// assert_eq!(fluxgate_prometheus::CALLS_METRIC, "circuit_breaker_calls_total");
+/// ```
+pub const CALLS_METRIC: &str = "circuit_breaker_calls_total";
+
+/// Help text of the calls counter.
+///
+/// ```
+/// assert!(fluxgate_prometheus::CALLS_HELP.starts_with("Calls through"));
+/// ```
+pub const CALLS_HELP: &str = "Calls through the circuit breaker, by outcome";
+
+/// Name of the opt-in call-duration histogram (seconds, label `circuit_name`): the calls
+/// that ran, whatever their outcome; rejected calls did not run and are not in it.
+///
+/// ```
+/// assert_eq!(fluxgate_prometheus::CALL_DURATION_METRIC, "circuit_breaker_call_duration_seconds");
+/// ```
+pub const CALL_DURATION_METRIC: &str = "circuit_breaker_call_duration_seconds";
+
+/// Help text of the call-duration histogram.
+///
+/// ```
+/// assert!(fluxgate_prometheus::CALL_DURATION_HELP.contains("seconds"));
+/// ```
+pub const CALL_DURATION_HELP: &str =
+    "Duration of the calls the circuit breaker let through, in seconds";
+
+/// Upper bounds (seconds) of the call-duration histogram's buckets: 1 ms to 10 s, for
+/// calls to other services.
+///
+/// ```
+/// assert_eq!(fluxgate_prometheus::CALL_DURATION_BUCKETS.len(), 13);
+/// ```
+pub const CALL_DURATION_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The transitions a breaker makes on its own. Their counters are created at zero when a
 /// breaker is attached, so that `rate()` and `increase()` see the very first trip (a

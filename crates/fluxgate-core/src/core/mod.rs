@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
 use crate::error::RejectionName;
-use crate::listeners::Listener;
+use crate::listeners::{CallEvent, CallOutcome, CallSink, Listener};
 use crate::permits::Permit;
 use crate::recovery::{Recovery, RecoveryContext, Verdict};
 use crate::retries::{Retry, RetryContext};
@@ -158,6 +158,8 @@ pub(crate) struct Parts {
     pub(crate) max_half_open_calls: u32,
     pub(crate) listeners: Vec<Arc<dyn Listener>>,
     pub(crate) hook: Option<Box<dyn SignalHook>>,
+    /// The listeners that want every call, if any.
+    pub(crate) calls: Option<CallSink>,
 }
 
 /// The shared state machine (crate-internal; unnameable outside).
@@ -192,6 +194,8 @@ pub struct Core {
     permit: Box<dyn Permit>,
     clock: Arc<dyn Clock>,
     dispatch: Dispatcher,
+    /// Listeners that want every call; `None` (the common case) costs one branch.
+    calls: Option<Box<CallSink>>,
     transitions: Mutex<Transitions>,
 }
 
@@ -246,6 +250,7 @@ impl Core {
             permit: p.permit,
             clock: p.clock,
             dispatch,
+            calls: p.calls.map(Box::new),
             transitions: Mutex::new(Transitions {
                 changed_wall: wall,
                 retired: false,
@@ -280,6 +285,14 @@ impl Core {
 
     #[inline]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> CallNotPermitted {
+        if let Some(calls) = &self.calls {
+            calls.emit(&CallEvent::new(
+                &self.name,
+                state,
+                CallOutcome::Rejected,
+                None,
+            ));
+        }
         self.rejection.reject(state, retry_after)
     }
 
@@ -502,6 +515,40 @@ impl Core {
     /// Phase two: the call finished with `outcome` (SM-3 … SM-11, SM-17).
     #[inline]
     pub(crate) fn record(&self, adm: &mut Admission, outcome: Outcome) {
+        if self.calls.is_some() {
+            return self.record_observed(adm, outcome);
+        }
+        self.record_at(adm, outcome, None)
+    }
+
+    /// [`record`](Self::record) for a breaker with listeners that want calls: they hear of
+    /// the call first (with the duration from the same clock reading the window gets).
+    #[cold]
+    #[inline(never)]
+    fn record_observed(&self, adm: &mut Admission, outcome: Outcome) {
+        let state = state_of(adm.word);
+        let Some(calls) = self.calls.as_deref().filter(|_| state != State::Disabled) else {
+            return self.record_at(adm, outcome, None);
+        };
+        let now = self.clock.now_nanos();
+        let outcome_seen = match outcome {
+            Outcome::Success => CallOutcome::Success,
+            Outcome::Failure => CallOutcome::Failure,
+            Outcome::Ignored => CallOutcome::Ignored,
+        };
+        let duration = Duration::from_nanos(now.saturating_sub(adm.start));
+        calls.emit(&CallEvent::new(
+            &self.name,
+            state,
+            outcome_seen,
+            Some(duration),
+        ));
+        self.record_at(adm, outcome, Some(now))
+    }
+
+    /// Records `outcome`; `now` is the clock reading when the caller has one already.
+    #[inline(always)]
+    fn record_at(&self, adm: &mut Admission, outcome: Outcome, now: Option<u64>) {
         let state = state_of(adm.word);
         let failure = match outcome {
             Outcome::Ignored => return,
@@ -513,10 +560,10 @@ impl Core {
             // Its deadline passed and a caller counted it as a failure already.
             return;
         }
-        let now = if self.needs_now {
-            self.clock.now_nanos()
-        } else {
-            0
+        let now = match now {
+            Some(now) => now,
+            None if self.needs_now => self.clock.now_nanos(),
+            None => 0,
         };
         if self.word.load(Ordering::Acquire) != adm.word {
             // The breaker moved on while the call ran: the outcome belongs to a state

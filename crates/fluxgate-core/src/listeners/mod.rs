@@ -50,6 +50,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::time::Duration;
 
 use crate::{Signal, State};
 
@@ -62,6 +63,103 @@ pub type ListenerError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A boxed future returned by [`AsyncListener::on_signal`].
 pub type ListenerFuture = Pin<Box<dyn Future<Output = Result<(), ListenerError>> + Send + 'static>>;
+
+/// How a call ended, as a listener that counts calls sees it (see
+/// [`Listener::wants_calls`]).
+///
+/// ```
+/// use fluxgate_core::listeners::CallOutcome;
+/// assert_eq!(CallOutcome::Rejected.as_str(), "rejected");
+/// assert_eq!(CallOutcome::ALL.len(), 4);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallOutcome {
+    /// The call ran and succeeded.
+    Success,
+    /// The call ran and failed with an error the tracker counts.
+    Failure,
+    /// The call ran and failed with an error the tracker does not count (SM-5).
+    Ignored,
+    /// The call was not let through (`open`, `forced_open`, no half-open slot or permit).
+    Rejected,
+}
+
+impl CallOutcome {
+    /// Every outcome, in this order: success, failure, ignored, rejected.
+    pub const ALL: [CallOutcome; 4] = [
+        CallOutcome::Success,
+        CallOutcome::Failure,
+        CallOutcome::Ignored,
+        CallOutcome::Rejected,
+    ];
+
+    /// The label value: `"success"`, `"failure"`, `"ignored"` or `"rejected"`.
+    ///
+    /// ```
+    /// assert_eq!(fluxgate_core::listeners::CallOutcome::Success.as_str(), "success");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Success => "success",
+            CallOutcome::Failure => "failure",
+            CallOutcome::Ignored => "ignored",
+            CallOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for CallOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One call through a breaker, given to [`Listener::on_call`] of listeners that asked for
+/// calls.
+///
+/// ```
+/// use std::time::Duration;
+/// use fluxgate_core::State;
+/// use fluxgate_core::listeners::{CallEvent, CallOutcome};
+/// let e = CallEvent::new("db", State::Closed, CallOutcome::Success, Some(Duration::from_millis(3)));
+/// assert_eq!(e.outcome.as_str(), "success");
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEvent<'a> {
+    /// The breaker's name.
+    pub circuit_name: &'a str,
+    /// The state the call was admitted in, or the state that rejected it.
+    pub state: State,
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// How long it ran, from admission to its outcome; `None` for a rejected call.
+    pub duration: Option<Duration>,
+}
+
+impl<'a> CallEvent<'a> {
+    /// An event (for listeners' own tests; breakers build theirs).
+    ///
+    /// ```
+    /// use fluxgate_core::listeners::{CallEvent, CallOutcome};
+    /// let e = CallEvent::new("db", fluxgate_core::State::Open, CallOutcome::Rejected, None);
+    /// assert!(e.duration.is_none());
+    /// ```
+    pub const fn new(
+        circuit_name: &'a str,
+        state: State,
+        outcome: CallOutcome,
+        duration: Option<Duration>,
+    ) -> Self {
+        CallEvent {
+            circuit_name,
+            state,
+            outcome,
+            duration,
+        }
+    }
+}
 
 /// Receives every transition of the breakers it is registered with (L-2).
 ///
@@ -114,6 +212,44 @@ pub trait Listener: Send + Sync + 'static {
         let _ = circuit_name;
     }
 
+    /// Whether this listener wants every call ([`on_call`](Self::on_call)), not only
+    /// transitions. Asked once, when a breaker is built; `false` by default, and a breaker
+    /// none of whose listeners wants calls pays nothing for the feature. A breaker with
+    /// such a listener times each call (two clock reads) to report its duration.
+    fn wants_calls(&self) -> bool {
+        false
+    }
+
+    /// Called for every call of a breaker built with this listener when
+    /// [`wants_calls`](Self::wants_calls) said yes: on the caller's thread, after the call
+    /// ran (or when it was rejected), before its outcome is recorded. Keep it cheap and
+    /// non-blocking (an atomic add, a histogram observation). A panic here is caught and
+    /// logged once; the caller gets its own result. Calls of a `disabled` breaker are not
+    /// reported (SM-11: nothing is timed or recorded).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use fluxgate_core::listeners::{CallEvent, CallOutcome, Listener, ListenerError};
+    /// use fluxgate_core::{CircuitBreaker, Signal};
+    ///
+    /// #[derive(Default)]
+    /// struct Failures(AtomicU64);
+    /// impl Listener for Failures {
+    ///     fn on_signal(&self, _: &Signal) -> Result<(), ListenerError> { Ok(()) }
+    ///     fn wants_calls(&self) -> bool { true }
+    ///     fn on_call(&self, call: &CallEvent<'_>) {
+    ///         if call.outcome == CallOutcome::Failure { self.0.fetch_add(1, Ordering::Relaxed); }
+    ///     }
+    /// }
+    /// let failures = std::sync::Arc::new(Failures::default());
+    /// let cb = CircuitBreaker::builder("db").listener(failures.clone()).build().unwrap();
+    /// let _ = cb.call(|| Err::<(), _>(std::io::Error::other("down")));
+    /// assert_eq!(failures.0.load(Ordering::Relaxed), 1);
+    /// ```
+    fn on_call(&self, call: &CallEvent<'_>) {
+        let _ = call;
+    }
+
     /// A name for log messages about this listener; the type name by default.
     fn name(&self) -> &str {
         std::any::type_name::<Self>()
@@ -133,6 +269,12 @@ macro_rules! forward_listener {
             }
             fn on_detach(&self, circuit_name: &str) {
                 (**self).on_detach(circuit_name)
+            }
+            fn wants_calls(&self) -> bool {
+                (**self).wants_calls()
+            }
+            fn on_call(&self, call: &CallEvent<'_>) {
+                (**self).on_call(call)
             }
             fn name(&self) -> &str {
                 (**self).name()
@@ -221,6 +363,18 @@ pub trait AsyncListener: Send + Sync + 'static {
         let _ = circuit_name;
     }
 
+    /// Whether this listener wants every call (see [`Listener::wants_calls`]).
+    fn wants_calls(&self) -> bool {
+        false
+    }
+
+    /// Called synchronously, on the caller's thread, for every call when
+    /// [`wants_calls`](Self::wants_calls) said yes (see [`Listener::on_call`]); it must
+    /// not block.
+    fn on_call(&self, call: &CallEvent<'_>) {
+        let _ = call;
+    }
+
     /// A name for log messages about this listener; the type name by default.
     fn name(&self) -> &str {
         std::any::type_name::<Self>()
@@ -277,6 +431,63 @@ pub(crate) fn notify_one(listener: &dyn Listener, signal: &Signal) {
             panic = panic_message(&*panic),
             "listener panicked"
         ),
+    }
+}
+
+/// The listeners of one breaker that asked for calls ([`Listener::wants_calls`]).
+pub(crate) struct CallSink {
+    sync: Box<[std::sync::Arc<dyn Listener>]>,
+    asynchronous: Box<[std::sync::Arc<dyn AsyncListener>]>,
+    /// A listener's `on_call` panicked already (logged once per breaker, not per call).
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl CallSink {
+    /// The sink of these listeners, or `None` when none of them wants calls.
+    pub(crate) fn new(
+        sync: &[std::sync::Arc<dyn Listener>],
+        asynchronous: &[std::sync::Arc<dyn AsyncListener>],
+    ) -> Option<CallSink> {
+        let sync: Box<[_]> = sync.iter().filter(|l| l.wants_calls()).cloned().collect();
+        let asynchronous: Box<[_]> = asynchronous
+            .iter()
+            .filter(|l| l.wants_calls())
+            .cloned()
+            .collect();
+        (!sync.is_empty() || !asynchronous.is_empty()).then(|| CallSink {
+            sync,
+            asynchronous,
+            panicked: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Gives `event` to every listener; a panic is caught (and logged the first time).
+    pub(crate) fn emit(&self, event: &CallEvent<'_>) {
+        for l in self.sync.iter() {
+            if catch_unwind(AssertUnwindSafe(|| l.on_call(event))).is_err() {
+                self.panicked(l.name(), event);
+            }
+        }
+        for l in self.asynchronous.iter() {
+            if catch_unwind(AssertUnwindSafe(|| l.on_call(event))).is_err() {
+                self.panicked(l.name(), event);
+            }
+        }
+    }
+
+    #[cold]
+    fn panicked(&self, listener: &str, event: &CallEvent<'_>) {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!(
+                target: "fluxgate",
+                listener,
+                circuit = event.circuit_name,
+                "listener panicked in on_call (logged once per breaker; calls go on)"
+            );
+        }
     }
 }
 
