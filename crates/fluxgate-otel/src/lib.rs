@@ -94,10 +94,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use fluxgate_core::listeners::{AsyncListener, Listener, ListenerError, ListenerFuture};
+use fluxgate_core::listeners::{AsyncListener, CallEvent, Listener, ListenerError, ListenerFuture};
 use fluxgate_core::{Signal, State};
 use opentelemetry::InstrumentationScope;
-use opentelemetry::metrics::{Meter, MeterProvider, ObservableCounter, ObservableGauge};
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider, ObservableCounter, ObservableGauge};
 
 mod store;
 
@@ -134,6 +134,59 @@ pub const TRANSITION_METRIC: &str = "circuit_breaker_state_transition";
 /// );
 /// ```
 pub const TRANSITION_DESCRIPTION: &str = "Count of state transitions for circuit breakers";
+
+/// Name of the opt-in calls counter (attributes `circuit_name`, `outcome` = `success`,
+/// `failure`, `ignored`, `rejected`). Prometheus exporters append `_total`, which gives
+/// the Prometheus listener's `circuit_breaker_calls_total`.
+///
+/// ```
+/// assert_eq!(fluxgate_otel::CALLS_METRIC, "circuit_breaker_calls");
+/// ```
+pub const CALLS_METRIC: &str = "circuit_breaker_calls";
+
+/// Description of the calls counter: the Prometheus listener's help text.
+///
+/// ```
+/// assert_eq!(fluxgate_otel::CALLS_DESCRIPTION, "Calls through the circuit breaker, by outcome");
+/// ```
+pub const CALLS_DESCRIPTION: &str = "Calls through the circuit breaker, by outcome";
+
+/// Name of the opt-in call-duration histogram (attribute `circuit_name`, unit
+/// [`CALL_DURATION_UNIT`]). Prometheus exporters append the unit, which gives the
+/// Prometheus listener's `circuit_breaker_call_duration_seconds`.
+///
+/// ```
+/// assert_eq!(fluxgate_otel::CALL_DURATION_METRIC, "circuit_breaker_call_duration");
+/// ```
+pub const CALL_DURATION_METRIC: &str = "circuit_breaker_call_duration";
+
+/// Unit of the call-duration histogram: seconds, in UCUM as OpenTelemetry asks.
+///
+/// ```
+/// assert_eq!(fluxgate_otel::CALL_DURATION_UNIT, "s");
+/// ```
+pub const CALL_DURATION_UNIT: &str = "s";
+
+/// Description of the call-duration histogram: the Prometheus listener's help text.
+///
+/// ```
+/// assert!(fluxgate_otel::CALL_DURATION_DESCRIPTION.starts_with("Duration of the calls"));
+/// ```
+pub const CALL_DURATION_DESCRIPTION: &str =
+    "Duration of the calls the circuit breaker let through, in seconds";
+
+/// Bucket boundaries (seconds) the call-duration histogram asks for: 1 ms to 10 s, for
+/// calls to other services; the Prometheus listener's buckets. A view
+/// (`Aggregation::ExplicitBucketHistogram`) overrides them.
+///
+/// ```
+/// let b = fluxgate_otel::CALL_DURATION_BUCKETS;
+/// assert_eq!((b[0], b[b.len() - 1]), (0.001, 10.0));
+/// assert!(b.windows(2).all(|w| w[0] < w[1]));
+/// ```
+pub const CALL_DURATION_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The instrumentation scope of the meter that
 /// [`OpenTelemetryListener::builder`] takes from a provider (its version is this
@@ -182,6 +235,14 @@ struct Inner {
     // the same, as the API asks.
     _state: ObservableGauge<u64>,
     _transitions: ObservableCounter<u64>,
+    /// The opt-in call metrics.
+    calls: Option<Calls>,
+}
+
+/// The calls counter (observable, from the store) and the duration histogram.
+struct Calls {
+    _counter: ObservableCounter<u64>,
+    durations: Histogram<f64>,
 }
 
 /// Configures an [`OpenTelemetryListener`]; from [`OpenTelemetryListener::builder`] or
@@ -196,16 +257,56 @@ struct Inner {
 #[must_use = "a builder does nothing until .build() is called"]
 pub struct OpenTelemetryListenerBuilder {
     meter: Meter,
+    call_metrics: bool,
 }
 
 impl fmt::Debug for OpenTelemetryListenerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenTelemetryListenerBuilder")
+            .field("call_metrics", &self.call_metrics)
             .finish_non_exhaustive()
     }
 }
 
 impl OpenTelemetryListenerBuilder {
+    /// Also records every call (off by default, so that only the two series of the
+    /// Prometheus listener are exported):
+    ///
+    /// | instrument | kind | attributes |
+    /// |---|---|---|
+    /// | [`circuit_breaker_calls`](CALLS_METRIC) | counter (observable, monotonic `u64`) | `circuit_name`, `outcome` = `success`, `failure`, `ignored`, `rejected` |
+    /// | [`circuit_breaker_call_duration`](CALL_DURATION_METRIC) | histogram (`f64`, unit `s`, [buckets](CALL_DURATION_BUCKETS) 1 ms … 10 s) | `circuit_name` |
+    ///
+    /// A breaker built with such a listener times every call and hands the listener one
+    /// [`CallEvent`] per call, on the caller's thread: the listener adds 1 to an atomic
+    /// counter and, for a call that ran, records its duration in the histogram. Rejected
+    /// calls did not run and are not in the histogram; calls of a `disabled` breaker are
+    /// not reported at all. The four counters of a circuit are reported at 0 from the
+    /// moment its breaker is built and leave with it (like the transition counter); the
+    /// histogram is a synchronous instrument, so a circuit appears in it with its first
+    /// call, and the OpenTelemetry API cannot delete it: after a circuit is retired the
+    /// listener records nothing more for it, and the SDK keeps reporting its last
+    /// histogram with cumulative temporality (until the provider is dropped), or stops
+    /// after the next collection with delta temporality.
+    ///
+    /// With a Prometheus exporter the two become `circuit_breaker_calls_total` and
+    /// `circuit_breaker_call_duration_seconds`, the Prometheus listener's call metrics.
+    ///
+    /// ```
+    /// use fluxgate_core::CircuitBreaker;
+    /// use fluxgate_otel::OpenTelemetryListener;
+    ///
+    /// let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    /// let listener = OpenTelemetryListener::builder(&provider).call_metrics(true).build();
+    /// let cb = CircuitBreaker::builder("payment_api").listener(listener).build()?;
+    /// cb.call(|| Ok::<_, std::io::Error>(()))?; // counted as success, and timed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn call_metrics(mut self, on: bool) -> Self {
+        self.call_metrics = on;
+        self
+    }
+
     /// Creates the instruments on the meter and returns the listener.
     ///
     /// Creating instruments cannot fail in the OpenTelemetry API (an SDK that rejects
@@ -235,11 +336,33 @@ impl OpenTelemetryListenerBuilder {
                 .with_callback(move |observer| store.observe_transitions(observer))
                 .build()
         };
+        let calls = self.call_metrics.then(|| {
+            let counter = {
+                let store = Arc::clone(&store);
+                self.meter
+                    .u64_observable_counter(CALLS_METRIC)
+                    .with_description(CALLS_DESCRIPTION)
+                    .with_callback(move |observer| store.observe_calls(observer))
+                    .build()
+            };
+            let durations = self
+                .meter
+                .f64_histogram(CALL_DURATION_METRIC)
+                .with_description(CALL_DURATION_DESCRIPTION)
+                .with_unit(CALL_DURATION_UNIT)
+                .with_boundaries(CALL_DURATION_BUCKETS.to_vec())
+                .build();
+            Calls {
+                _counter: counter,
+                durations,
+            }
+        });
         OpenTelemetryListener {
             inner: Arc::new(Inner {
                 store,
                 _state: state,
                 _transitions: transitions,
+                calls,
             }),
         }
     }
@@ -294,7 +417,10 @@ impl OpenTelemetryListener {
     /// # drop(listener);
     /// ```
     pub fn builder_with_meter(meter: Meter) -> OpenTelemetryListenerBuilder {
-        OpenTelemetryListenerBuilder { meter }
+        OpenTelemetryListenerBuilder {
+            meter,
+            call_metrics: false,
+        }
     }
 
     /// Stops reporting one circuit: its six gauge points and its counters leave the
@@ -315,6 +441,34 @@ impl OpenTelemetryListener {
     /// ```
     pub fn remove_circuit(&self, circuit_name: &str) {
         self.inner.store.remove(circuit_name);
+    }
+
+    /// Whether this listener records calls
+    /// ([`call_metrics`](OpenTelemetryListenerBuilder::call_metrics)).
+    ///
+    /// ```
+    /// use fluxgate_otel::OpenTelemetryListener;
+    /// let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder().build();
+    /// assert!(!OpenTelemetryListener::new(&provider).records_calls());
+    /// ```
+    pub fn records_calls(&self) -> bool {
+        self.inner.calls.is_some()
+    }
+
+    fn record_call(&self, call: &CallEvent<'_>) {
+        let Some(calls) = &self.inner.calls else {
+            return;
+        };
+        self.inner
+            .store
+            .with_reported(call.circuit_name, |circuit| {
+                circuit.count_call(call.outcome);
+                if let Some(duration) = call.duration {
+                    calls
+                        .durations
+                        .record(duration.as_secs_f64(), std::slice::from_ref(&circuit.name));
+                }
+            });
     }
 }
 
@@ -345,6 +499,18 @@ impl Listener for OpenTelemetryListener {
         self.remove_circuit(circuit_name);
     }
 
+    /// Whether the listener was built with
+    /// [`call_metrics(true)`](OpenTelemetryListenerBuilder::call_metrics).
+    fn wants_calls(&self) -> bool {
+        self.records_calls()
+    }
+
+    /// Counts the call by outcome and records the duration of a call that ran, for a
+    /// circuit the listener reports.
+    fn on_call(&self, call: &CallEvent<'_>) {
+        self.record_call(call);
+    }
+
     fn name(&self) -> &str {
         "OpenTelemetryListener"
     }
@@ -366,6 +532,14 @@ impl AsyncListener for OpenTelemetryListener {
 
     fn on_detach(&self, circuit_name: &str) {
         self.remove_circuit(circuit_name);
+    }
+
+    fn wants_calls(&self) -> bool {
+        self.records_calls()
+    }
+
+    fn on_call(&self, call: &CallEvent<'_>) {
+        self.record_call(call);
     }
 
     fn name(&self) -> &str {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fluxgate_core::State;
+use fluxgate_core::listeners::CallOutcome;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::AsyncInstrument;
 
@@ -46,6 +47,8 @@ pub(crate) struct Circuit {
     /// Bit `old * 6 + new` is set once the counter of that pair is reported.
     present: AtomicU64,
     transitions: [AtomicU64; PAIRS],
+    /// Calls by outcome, in the order of [`CallOutcome::ALL`] (call metrics only).
+    calls: [AtomicU64; CallOutcome::ALL.len()],
 }
 
 fn pair(old_state: State, new_state: State) -> usize {
@@ -67,6 +70,7 @@ impl Circuit {
             state: AtomicU8::new(NO_STATE),
             present: AtomicU64::new(0),
             transitions: std::array::from_fn(|_| AtomicU64::new(0)),
+            calls: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -78,6 +82,13 @@ impl Circuit {
         let pair = pair(old_state, new_state);
         self.transitions[pair].fetch_add(by, Ordering::AcqRel);
         self.present.fetch_or(1 << pair, Ordering::AcqRel);
+    }
+
+    /// Counts one call.
+    pub(crate) fn count_call(&self, outcome: CallOutcome) {
+        if let Some(index) = CallOutcome::ALL.iter().position(|o| *o == outcome) {
+            self.calls[index].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn state(&self) -> Option<State> {
@@ -98,6 +109,12 @@ impl Store {
                 .or_insert_with_key(|key| Arc::new(Circuit::new(Arc::clone(key)))),
         );
         f(&circuit)
+    }
+
+    /// Runs `f` on the circuit `name` if the listener reports it. Calls use this: the
+    /// last calls of a retired breaker must not bring its series back.
+    pub(crate) fn with_reported<R>(&self, name: &str, f: impl FnOnce(&Circuit) -> R) -> Option<R> {
+        read(&self.circuits).get(name).map(|circuit| f(circuit))
     }
 
     /// A breaker built with the listener: its state and its automatic transitions at 0.
@@ -163,6 +180,21 @@ impl Store {
                         ],
                     );
                 }
+            }
+        }
+    }
+
+    /// `circuit_breaker_calls`: one point per circuit and outcome.
+    pub(crate) fn observe_calls(&self, observer: &dyn AsyncInstrument<u64>) {
+        for circuit in self.snapshot() {
+            for (count, outcome) in circuit.calls.iter().zip(CallOutcome::ALL) {
+                observer.observe(
+                    count.load(Ordering::Relaxed),
+                    &[
+                        circuit.name.clone(),
+                        KeyValue::new("outcome", outcome.as_str()),
+                    ],
+                );
             }
         }
     }

@@ -195,3 +195,58 @@ impl Collected {
 pub fn pair(old: State, new: State) -> (String, String) {
     (old.as_str().to_owned(), new.as_str().to_owned())
 }
+
+/// One point of a histogram.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramPoint {
+    pub attributes: Attributes,
+    pub bounds: Vec<f64>,
+    pub bucket_counts: Vec<u64>,
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Collected {
+    /// The points of an `f64` histogram.
+    pub fn histogram(&self, name: &str) -> Vec<HistogramPoint> {
+        let Some(metric) = self.metric(name) else {
+            return Vec::new();
+        };
+        match metric.data() {
+            AggregatedMetrics::F64(MetricData::Histogram(histogram)) => histogram
+                .data_points()
+                .map(|p| HistogramPoint {
+                    attributes: attributes(p.attributes()),
+                    bounds: p.bounds().collect(),
+                    bucket_counts: p.bucket_counts().collect(),
+                    count: p.count(),
+                    sum: p.sum(),
+                })
+                .collect(),
+            other => panic!("{name}: unexpected data {other:?}"),
+        }
+    }
+
+    /// `circuit_breaker_calls` of one circuit, by outcome.
+    pub fn calls(&self, circuit: &str) -> BTreeMap<String, u64> {
+        self.circuit_points("circuit_breaker_calls", circuit)
+            .into_iter()
+            .map(|(mut a, v)| {
+                let outcome = a.remove("outcome").expect("outcome attribute");
+                a.remove("circuit_name");
+                assert!(a.is_empty(), "extra attributes {a:?}");
+                (outcome, v)
+            })
+            .collect()
+    }
+}
+
+/// Polls a future to completion on this thread (the futures of these tests never wait).
+pub fn ready<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the future was not ready"),
+    }
+}
