@@ -1,5 +1,6 @@
 //! One circuit, two listeners: the Prometheus listener and the OpenTelemetry listener side
-//! by side, and what each exports after the circuit trips and recovers.
+//! by side, both with their opt-in call metrics, and what each exports after the circuit
+//! trips and recovers.
 //!
 //! ```text
 //! cargo run --example opentelemetry --features opentelemetry,prometheus
@@ -29,8 +30,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .tripper(FailureStreak::new(3))
         .retry(Always)
         .permit(fluxgate::permits::All)
-        .listener(PrometheusListener::with_registry(&registry)?)
-        .listener(OpenTelemetryListener::new(&provider))
+        .listener(PrometheusListener::with_registry(&registry)?.with_call_metrics()?)
+        .listener(
+            OpenTelemetryListener::builder(&provider)
+                .call_metrics(true)
+                .build(),
+        )
         .build()?;
 
     // Three failures trip it; the next call is a probe that succeeds and closes it.
@@ -47,7 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for resource in exporter.get_finished_metrics()? {
         for scope in resource.scope_metrics() {
             for metric in scope.metrics() {
-                println!("{} ({})", metric.name(), metric.description());
+                let unit = match metric.unit() {
+                    "" => String::new(),
+                    unit => format!(", unit {unit}"),
+                };
+                println!("{} ({}{unit})", metric.name(), metric.description());
                 let points: Vec<(String, u64)> = match metric.data() {
                     AggregatedMetrics::U64(MetricData::Gauge(gauge)) => gauge
                         .data_points()
@@ -56,6 +65,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     AggregatedMetrics::U64(MetricData::Sum(sum)) => sum
                         .data_points()
                         .map(|p| (attributes(p.attributes()), p.value()))
+                        .collect(),
+                    AggregatedMetrics::F64(MetricData::Histogram(histogram)) => histogram
+                        .data_points()
+                        .map(|p| {
+                            let buckets: Vec<String> = p
+                                .bounds()
+                                .map(|b| format!("≤{b}"))
+                                .chain(["+Inf".to_owned()])
+                                .zip(p.bucket_counts())
+                                .filter(|(_, n)| *n > 0)
+                                .map(|(b, n)| format!("{b}: {n}"))
+                                .collect();
+                            let text = format!(
+                                "{}; sum {:.3} s; buckets {}",
+                                attributes(p.attributes()),
+                                p.sum(),
+                                buckets.join(", ")
+                            );
+                            (text, p.count())
+                        })
                         .collect(),
                     _ => Vec::new(),
                 };

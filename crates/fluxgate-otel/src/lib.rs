@@ -54,6 +54,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Call metrics (opt-in)
+//!
+//! For traffic and latency per dependency,
+//! [`call_metrics(true)`](OpenTelemetryListenerBuilder::call_metrics) adds the calls
+//! counter [`circuit_breaker_calls`](CALLS_METRIC) (attributes `circuit_name`, `outcome`)
+//! and the histogram [`circuit_breaker_call_duration`](CALL_DURATION_METRIC) in seconds
+//! (attribute `circuit_name`), which a Prometheus export shows as the Prometheus
+//! listener's `circuit_breaker_calls_total` and `circuit_breaker_call_duration_seconds`.
+//! They are off by default, so that only the two series above are exported.
+//!
 //! # Retired circuits
 //!
 //! Both instruments are observable: the listener keeps each circuit's state and counts
@@ -65,14 +75,17 @@
 //! an observable instrument did not report in its latest collection, so the series leave
 //! the export, whatever the temporality. A later signal of a circuit with the same name
 //! reports it again, its counters starting from 0 (a counter reset, as after a restart).
+//! The call-duration histogram is the exception: it is a synchronous instrument, which the
+//! API cannot delete; see [`call_metrics`](OpenTelemetryListenerBuilder::call_metrics).
 //!
 //! # Many circuits
 //!
 //! The SDK caps the number of attribute sets per instrument (2000 by default; the
 //! extra measurements are folded into one series with the attribute
-//! `otel.metric.overflow = true`). A circuit uses six sets of the state gauge and four
-//! or more of the transition counter, so from about 300 circuits on raise the limit
-//! with a view, e.g. for 10 000 circuits:
+//! `otel.metric.overflow = true`). A circuit uses six sets of the state gauge, four
+//! or more of the transition counter (and, with call metrics, four of the calls
+//! counter), so from about 300 circuits on raise the limit with a view, e.g. for
+//! 10 000 circuits:
 //!
 //! ```
 //! use opentelemetry_sdk::metrics::{Instrument, SdkMeterProvider, Stream};
