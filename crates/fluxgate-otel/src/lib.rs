@@ -221,8 +221,8 @@ pub const SCOPE_NAME: &str = "fluxgate";
 /// listener per meter and clone it for every breaker: clones share their series (L-5).
 ///
 /// It is a [`Listener`] for [`CircuitBreaker`](fluxgate_core::CircuitBreaker) and an
-/// [`AsyncListener`] for the async breaker. A signal costs a map lookup and two atomic
-/// writes; the SDK reads the values when it collects.
+/// [`AsyncListener`] for the async breaker. A signal costs a map lookup and three atomic
+/// operations; the SDK reads the values when it collects.
 ///
 /// ```
 /// use fluxgate_core::{AsyncCircuitBreaker, CircuitBreaker};
