@@ -45,7 +45,7 @@
 //! ## Crates
 //! This package is a facade: it re-exports `fluxgate-core` (the state machine, its
 //! components, the faces, the listener traits and `LogListener`) and, behind features,
-//! the integration crates `fluxgate-prometheus`, `fluxgate-slack` and `fluxgate-config`, under the paths
+//! the integration crates `fluxgate-prometheus`, `fluxgate-slack`, `fluxgate-otel` and `fluxgate-config`, under the paths
 //! below. `docs/architecture.md` draws the crates and the rooms of the core.
 //!
 //! ## Features
@@ -60,6 +60,7 @@
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
 //! | `anyhow` | `call_any` sees the error inside an `anyhow::Error` |
 //! | `config` | `config::{Config, Trackers, …}`: breakers from TOML/YAML files |
+//! | `opentelemetry` | `listeners::opentelemetry::OpenTelemetryListener`: the same two series on an OpenTelemetry `Meter` |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -87,8 +88,8 @@ pub mod config {
 /// Listeners: what happens outside the breaker when its state changes.
 ///
 /// The traits, closures as listeners and [`log::LogListener`](crate::listeners::log::LogListener) come from the core; the
-/// Prometheus and Slack listeners from their own crates, behind the features of the same
-/// names. See the core's [module documentation](fluxgate_core::listeners) for which thread
+/// Prometheus, Slack and OpenTelemetry listeners from their own crates, behind the
+/// features `prometheus`, `slack` and `opentelemetry`. See the core's [module documentation](fluxgate_core::listeners) for which thread
 /// runs a listener and what happens when listeners fall behind.
 pub mod listeners {
     pub use fluxgate_core::listeners::*;
@@ -109,6 +110,14 @@ pub mod listeners {
     #[cfg_attr(docsrs, doc(cfg(feature = "slack")))]
     pub mod slack {
         pub use fluxgate_slack::*;
+    }
+
+    /// OpenTelemetry metrics for circuit breakers, for sync and async breakers (crate
+    /// `fluxgate-otel`).
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub mod opentelemetry {
+        pub use fluxgate_otel::*;
     }
 }
 
@@ -180,3 +189,7 @@ struct DocsStatusDoctests;
 #[cfg(all(doctest, feature = "slack"))]
 #[doc = include_str!("../docs/listeners/slack.md")]
 struct DocsSlackDoctests;
+
+#[cfg(all(doctest, feature = "opentelemetry", feature = "prometheus"))]
+#[doc = include_str!("../docs/listeners/opentelemetry.md")]
+struct DocsOpenTelemetryDoctests;
