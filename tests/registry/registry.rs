@@ -366,3 +366,47 @@ fn remove_drops_the_circuit_series_from_the_client_exposition() {
     assert_eq!(super::series(&text(), Some("a")), 0);
     assert!(super::series(&text(), None) < before);
 }
+
+#[test]
+fn on_create_runs_once_for_each_breaker_built_on_first_use_and_not_for_successors() {
+    use std::sync::Mutex;
+    let created = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = created.clone();
+    let r: Registry = Registry::builder()
+        .on_create(move |cb: &CircuitBreaker| {
+            seen.lock().unwrap().push(cb.name().to_owned());
+            cb.metrics_only_silently();
+        })
+        .build();
+    // Many threads asking for one new name: one breaker, one call, and none of them
+    // sees it before its initial state is set.
+    let barrier = Arc::new(Barrier::new(8));
+    let states: Vec<State> = (0..8)
+        .map(|_| {
+            let (r, barrier) = (r.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                r.get_or_create("db").unwrap().state()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        states.iter().all(|s| *s == State::MetricsOnly),
+        "{states:?}"
+    );
+    assert_eq!(*created.lock().unwrap(), ["db"]);
+
+    // A successor carries the state on; the hook is not asked again.
+    r.get("db").unwrap().force_open_silently();
+    r.reconfigure("db", |b| b.max_half_open_calls(2)).unwrap();
+    r.set_defaults(|b| b.max_half_open_calls(3)).unwrap();
+    assert_eq!(r.get("db").unwrap().state(), State::ForcedOpen);
+    assert_eq!(*created.lock().unwrap(), ["db"]);
+    // Removed, then asked for again: a new breaker, a new call.
+    assert!(r.remove("db"));
+    assert_eq!(r.get_or_create("db").unwrap().state(), State::MetricsOnly);
+    assert_eq!(*created.lock().unwrap(), ["db", "db"]);
+}

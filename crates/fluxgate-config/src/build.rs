@@ -55,11 +55,19 @@ pub trait Breaker: sealed::Sealed + Sized + Send + Sync + 'static {
     fn fleet() -> &'static dyn FleetOps<Self>;
 }
 
+/// The initial state of the breaker a name gets.
+pub(crate) type StateOf = std::sync::Arc<dyn Fn(&str) -> InitialState + Send + Sync>;
+
 /// A registry's operations for one face (hidden plumbing of [`Breaker`]).
 #[doc(hidden)]
 pub trait FleetOps<B>: Sync {
     fn builder(&self) -> RegistryBuilder<B>;
-    fn defaults(&self, b: RegistryBuilder<B>, c: Configure<B>) -> RegistryBuilder<B>;
+    fn defaults(
+        &self,
+        b: RegistryBuilder<B>,
+        c: Configure<B>,
+        state_of: StateOf,
+    ) -> RegistryBuilder<B>;
     fn get_or_create(&self, r: &Registry<B>, name: &str) -> Result<B, ConfigError>;
     fn get(&self, r: &Registry<B>, name: &str) -> Option<B>;
     fn names(&self, r: &Registry<B>) -> Vec<String>;
@@ -155,8 +163,14 @@ macro_rules! face {
             fn builder(&self) -> RegistryBuilder<$t> {
                 Registry::<$t>::builder()
             }
-            fn defaults(&self, b: RegistryBuilder<$t>, c: Configure<$t>) -> RegistryBuilder<$t> {
+            fn defaults(
+                &self,
+                b: RegistryBuilder<$t>,
+                c: Configure<$t>,
+                state_of: StateOf,
+            ) -> RegistryBuilder<$t> {
                 b.defaults(move |b| c(b))
+                    .on_create(move |b: &$t| b.enter_silently(state_of(b.name())))
             }
             fn get_or_create(&self, r: &Registry<$t>, name: &str) -> Result<$t, ConfigError> {
                 r.get_or_create(name)

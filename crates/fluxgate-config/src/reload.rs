@@ -56,8 +56,10 @@ use crate::trackers::Trackers;
 #[derive(Debug)]
 pub struct Live {
     current: Mutex<Config>,
-    /// What the registry's template builds from: replaced on a reload.
-    defaults: Arc<RwLock<BreakerConfig>>,
+    /// What the registry's template and its first-use hook read: the configuration in
+    /// force, replaced on a reload (apart from `current`, which a reload holds while it
+    /// calls into the registry, and so the registry's closures must not take).
+    shared: Arc<RwLock<Config>>,
     trackers: Trackers,
 }
 
@@ -69,6 +71,10 @@ fn configure<B: Breaker>(config: BreakerConfig, trackers: Trackers) -> Configure
         let tracker = trackers.build(&config.tracker).ok();
         B::configure(b, &config, tracker)
     })
+}
+
+fn read(cell: &RwLock<Config>) -> std::sync::RwLockReadGuard<'_, Config> {
+    cell.read().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Live {
@@ -84,7 +90,7 @@ impl Live {
     pub fn new(config: Config, trackers: Trackers) -> Result<Live, Error> {
         config.check(&trackers)?;
         Ok(Live {
-            defaults: Arc::new(RwLock::new(config.defaults.clone())),
+            shared: Arc::new(RwLock::new(config.clone())),
             current: Mutex::new(config),
             trackers,
         })
@@ -94,19 +100,22 @@ impl Live {
     /// reloads) and whose breakers named in the file get their sections. Add the
     /// registry's listeners, `build()`, then [`start`](Self::start).
     ///
-    /// Breakers the file does not name are built on first use from the defaults; the
-    /// registry has no hook after building, so they start `closed` whatever the
-    /// defaults' `state` says (the file's own breakers get theirs from `start`).
+    /// Breakers the file does not name are built on first use from `[defaults]`, in
+    /// the defaults' `state` (entered silently before the registry hands the breaker
+    /// out): with `state = "metrics_only"` in `[defaults]` every breaker of a shadow
+    /// rollout records and never opens, named or not. A breaker's own `state` wins.
     ///
     /// See [`Live`] for an example.
     pub fn registry_builder<B: Breaker>(&self) -> RegistryBuilder<B> {
-        let cell = Arc::clone(&self.defaults);
+        let cell = Arc::clone(&self.shared);
         let trackers = self.trackers.clone();
         let template: Configure<B> = Arc::new(move |b: Builder<B>| {
-            let config = cell.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let config = read(&cell).defaults.clone();
             configure::<B>(config, trackers.clone())(b)
         });
-        B::fleet().defaults(B::fleet().builder(), template)
+        let cell = Arc::clone(&self.shared);
+        let state_of = Arc::new(move |name: &str| read(&cell).get(name).state);
+        B::fleet().defaults(B::fleet().builder(), template, state_of)
     }
 
     /// Builds the breakers the file names, each in its initial state (silently).
@@ -184,10 +193,9 @@ impl Live {
         let mut changes = current.changes(&new);
         let ops = B::fleet();
         let running = ops.names(registry);
-        // The template first: breakers built from here on get the new defaults.
-        if changes.defaults_changed {
-            *self.defaults.write().unwrap_or_else(|p| p.into_inner()) = new.defaults.clone();
-        }
+        // The template first: breakers built from here on get the new defaults (and the
+        // new sections' states).
+        *self.shared.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         let step = |name: &str, config: &BreakerConfig| -> Result<_, Error> {
             ops.reconfigure(
                 registry,
@@ -225,6 +233,7 @@ impl Live {
         }
         if changes.defaults_changed {
             let identity: Configure<B> = Arc::new(|b| b);
+            let state_changed = current.defaults.state != new.defaults.state;
             for name in running
                 .iter()
                 .filter(|n| !new.breakers.contains_key(*n) && !current.breakers.contains_key(*n))
@@ -234,6 +243,12 @@ impl Live {
                     .map_err(|e| new.core_error(None, &new.defaults, &e))?
                 {
                     changes.reconfigured.push(r);
+                }
+                // As for a named breaker whose `state` changed: what the operator asked.
+                if state_changed {
+                    if let Some(b) = ops.get(registry, name) {
+                        b.enter_silently(new.defaults.state);
+                    }
                 }
             }
         }
