@@ -410,3 +410,38 @@ fn on_create_runs_once_for_each_breaker_built_on_first_use_and_not_for_successor
     assert_eq!(r.get_or_create("db").unwrap().state(), State::MetricsOnly);
     assert_eq!(*created.lock().unwrap(), ["db", "db"]);
 }
+
+/// Code generic over the face: the breakers of any registry or keyed breaker, of either
+/// face, through `Face` alone (SM-13's manual commands and a snapshot).
+fn force_open_and_report<F: fluxgate::Face>(breakers: Vec<F>) -> Vec<(String, State)> {
+    for b in &breakers {
+        b.force_open_silently();
+    }
+    breakers
+        .iter()
+        .map(|b| (b.name().to_owned(), b.info().state))
+        .collect()
+}
+
+#[test]
+fn code_generic_over_the_face_serves_registries_and_keyed_breakers_of_both_faces() {
+    let sync: Registry = Registry::new();
+    sync.get_or_create("db").unwrap();
+    let not_sync = AsyncRegistry::new();
+    not_sync.get_or_create("api").unwrap();
+    let hosts = fluxgate::keyed::Keyed::<String, fluxgate::AsyncCircuitBreaker>::builder("host")
+        .build()
+        .unwrap();
+    let a = hosts.get("a");
+
+    let names = sync.names();
+    let got = force_open_and_report(names.iter().filter_map(|n| sync.get(n)).collect());
+    assert_eq!(got, [("db".to_owned(), State::ForcedOpen)]);
+    let got = force_open_and_report(vec![not_sync.get("api").unwrap(), a.clone()]);
+    assert_eq!(got[0], ("api".to_owned(), State::ForcedOpen));
+    assert_eq!(got[1].1, State::ForcedOpen);
+    assert_eq!(got[1].0, a.name());
+    // The commands acted on the registries' breakers themselves.
+    assert_eq!(sync.get("db").unwrap().state(), State::ForcedOpen);
+    assert_eq!(hosts.get("a").state(), State::ForcedOpen);
+}

@@ -158,7 +158,7 @@ impl<F> fmt::Debug for RegistryBuilder<F> {
     }
 }
 
-impl<F: Face + 'static> RegistryBuilder<F> {
+impl<F: Face> RegistryBuilder<F> {
     /// The template every breaker starts from, applied to `builder(name)` (default: the
     /// builder's own defaults). Called again for each breaker, and on reconfiguration.
     ///
@@ -301,7 +301,7 @@ impl fmt::Display for Reconfigured {
     }
 }
 
-impl<F: Face + 'static> Default for Registry<F> {
+impl<F: Face> Default for Registry<F> {
     /// Same as [`Registry::new`].
     ///
     /// ```
@@ -313,7 +313,7 @@ impl<F: Face + 'static> Default for Registry<F> {
     }
 }
 
-impl<F: Face + 'static> Registry<F> {
+impl<F: Face> Registry<F> {
     /// A registry whose breakers all have the builder's defaults.
     ///
     /// ```
@@ -340,7 +340,7 @@ impl<F: Face + 'static> Registry<F> {
     }
 }
 
-impl<F: Face + Clone + Send + Sync + 'static> Registry<F> {
+impl<F: Face> Registry<F> {
     fn config(&self) -> RwLockReadGuard<'_, Config<F>> {
         self.inner
             .config
