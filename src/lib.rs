@@ -65,7 +65,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use fluxgate_core::{
-    AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Info,
+    AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Face, Info,
     MAX_SLOW_THRESHOLDS, Metric, Opaque, Outcome, Record, Signal, State, Ticket,
 };
 pub use fluxgate_core::{

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p fluxgate-demo
 //! cargo run --release -p fluxgate-demo -- --seconds 10 --addr 127.0.0.1:0 --svg timeline.svg
+//! cargo run --release -p fluxgate-demo -- --config my-breakers.yaml
 //! cargo run --release -p fluxgate-demo -- --circuits 10000   # then: curl -o /dev/null -w '%{time_total}\n' localhost:8000/metrics
 //! ```
 //!
@@ -15,8 +16,11 @@
 //! state bands, the window's failure (and slow) rate and the share of calls each breaker
 //! admitted, sampled every 100 ms.
 //!
-//! The phases are fractions of the run (`--seconds`, default 60), and so are the
-//! cooldowns and ramps, so a 5-second run shows the same story as a one-minute run.
+//! The breakers come from a configuration file, `demo/breakers.toml` (built into the
+//! binary; `--config PATH` reads another), written for a one-minute run. The phases are
+//! fractions of the run (`--seconds`, default 60), and every duration of the file
+//! (windows, cooldowns, ramps) is scaled by the run's length over 60 s, so a 6-second run
+//! shows the same story as a one-minute run.
 //! Ctrl-C ends the run early and still writes the picture.
 #![forbid(unsafe_code)]
 
@@ -31,18 +35,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use fluxgate::config::rules::build_tripper;
+use fluxgate::config::{
+    Breaker, BreakerConfig, Config, PermitConfig, RecoveryConfig, RetryConfig, Trackers,
+    WindowConfig, format_duration,
+};
 use fluxgate::listeners::prometheus::{BreakerStatus, MetricsServer, PrometheusListener};
-use fluxgate::permits::{RampUp, Random};
-use fluxgate::recovery::{Probes, Successes};
-use fluxgate::retries::{Backoff, Cooldown};
-use fluxgate::trippers::{Closed, FailureRate, FailureStreak, HalfOpened, MinRequests, SlowRate};
-use fluxgate::windows::{CountWindow, TimeWindow};
 use fluxgate::{CircuitBreaker, Signal, State};
 
-/// A call the search backend answers this slowly or slower counts as slow.
-const SLOW: Duration = Duration::from_millis(40);
-/// Probes `search_api` judges before it closes or opens again.
-const SEARCH_PROBES: u64 = 10;
 /// Each worker offers one call per tick (100 calls per second per worker).
 const TICK: Duration = Duration::from_millis(10);
 /// The picture's sampling period.
@@ -60,6 +60,9 @@ pub struct Options {
     pub addr: String,
     /// Extra idle circuits on the same listener (`idle_00000` …), to time a large scrape.
     pub circuits: usize,
+    /// The breakers' configuration file (`None`: the shipped [`BREAKERS_TOML`]); its
+    /// durations are for a one-minute run and are scaled to `duration`.
+    pub config: Option<PathBuf>,
     /// Where the timeline picture is written.
     pub svg: PathBuf,
     /// Where the transitions and status lines go.
@@ -74,6 +77,7 @@ impl fmt::Debug for Options {
             .field("duration", &self.duration)
             .field("addr", &self.addr)
             .field("circuits", &self.circuits)
+            .field("config", &self.config)
             .field("svg", &self.svg)
             .field("stop", &self.stop)
             .finish_non_exhaustive()
@@ -87,13 +91,15 @@ impl Options {
             duration: Duration::from_secs(60),
             addr: "127.0.0.1:8000".into(),
             circuits: 0,
+            config: None,
             svg: PathBuf::from("demo-timeline.svg"),
             out: Box::new(std::io::stdout()),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Reads `--seconds N`, `--addr HOST:PORT`, `--circuits N` and `--svg PATH`.
+    /// Reads `--seconds N`, `--addr HOST:PORT`, `--circuits N`, `--config PATH` and
+    /// `--svg PATH`.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let mut opts = Options::new();
         let mut args = args.into_iter();
@@ -122,6 +128,7 @@ impl Options {
                             ))?;
                 }
                 "--svg" => opts.svg = PathBuf::from(value("--svg")?),
+                "--config" => opts.config = Some(PathBuf::from(value("--config")?)),
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown argument {other}\n{USAGE}")),
             }
@@ -140,10 +147,12 @@ impl Default for Options {
 pub const MAX_IDLE_CIRCUITS: usize = 1_000_000;
 
 /// The command line's help text; `Options::from_args` returns it for `--help`.
-pub const USAGE: &str = "usage: demo [--seconds N] [--addr HOST:PORT] [--circuits N] [--svg PATH]
-  --seconds N       length of the run, default 60 (phases and cooldowns scale with it)
+pub const USAGE: &str = "usage: demo [--seconds N] [--addr HOST:PORT] [--circuits N] [--config PATH] [--svg PATH]
+  --seconds N       length of the run, default 60 (phases and the breakers' durations scale with it)
   --addr HOST:PORT  where /status and /metrics are served, default 127.0.0.1:8000 (port 0: a free one)
   --circuits N      N extra idle circuits on the same listener (time a large scrape), default 0
+  --config PATH     the breakers (payment_api, inventory_api, search_api) from this TOML/YAML file,
+                    its durations written for 60 s; default: the demo's own breakers.toml
   --svg PATH        the timeline picture written at the end, default demo-timeline.svg";
 
 /// What a run did.
@@ -292,20 +301,29 @@ struct Guarded {
     api: Api,
     workers: usize,
     cb: CircuitBreaker,
-    /// Why this policy, one line.
+    /// What its configuration says, one line.
     policy: String,
+    /// The latency its tripper counts as slow (the least, if several), for the picture.
+    slow: Option<Duration>,
     ok: AtomicU64,
     failed: AtomicU64,
     rejected: AtomicU64,
 }
 
 impl Guarded {
-    fn new(api: Api, workers: usize, cb: CircuitBreaker, policy: String) -> Guarded {
+    fn new(
+        api: Api,
+        workers: usize,
+        cb: CircuitBreaker,
+        policy: String,
+        slow: Option<Duration>,
+    ) -> Guarded {
         Guarded {
             api,
             workers,
             cb,
             policy,
+            slow,
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -347,99 +365,108 @@ impl Counts {
     }
 }
 
-/// Three policies, scaled to the run's length `t` (seconds).
+/// The demo's three breakers as a configuration file (`demo/breakers.toml`), for a run
+/// of one minute; shipped inside the binary, so the demo runs from any directory.
+pub const BREAKERS_TOML: &str = include_str!("../breakers.toml");
+
+/// The run length `BREAKERS_TOML`'s durations are written for.
+pub const CONFIG_RUN: Duration = Duration::from_secs(60);
+
+/// The breakers' configuration for a run of `duration`: `path` (or the shipped
+/// [`BREAKERS_TOML`]) with every duration scaled by `duration / 60 s`, so a six-second
+/// run shows the one-minute story (`Config::scale_durations`; latency thresholds and
+/// counts are not scaled).
+pub fn load_config(
+    path: Option<&Path>,
+    duration: Duration,
+) -> Result<Config, Box<dyn Error + Send + Sync>> {
+    let config = match path {
+        Some(path) => Config::from_path(path)?,
+        None => Config::from_toml_str(BREAKERS_TOML)?,
+    };
+    let factor = duration.as_secs_f64() / CONFIG_RUN.as_secs_f64();
+    Ok(config.scale_durations(factor)?)
+}
+
+/// The three breakers, each built from its section of `config` (or its defaults).
 fn breakers(
-    t: f64,
+    config: &Config,
     listener: impl Fn(&Signal) + Send + Sync + 'static,
 ) -> Result<Vec<Guarded>, Box<dyn Error + Send + Sync>> {
-    let secs = |frac: f64| Duration::from_secs_f64(t * frac);
     let prometheus = PrometheusListener::new();
     let listener: Arc<dyn fluxgate::listeners::Listener> = Arc::new(listener);
-    let window = 200;
-    // Successful probes needed to close: about as many as the ramp lets through.
-    let probes = ((t * 4.0).round() as u64).clamp(10, 1000);
-
-    // A failure *rate* over the last 200 calls; a fixed cooldown; a ramp-up while on
-    // probation: closed only after `probes` successful probes, reopened early by bad ones.
-    let payment = CircuitBreaker::builder("payment_api")
-        .window(CountWindow::new(window))
-        .tripper(
-            (Closed & MinRequests::new(20) & FailureRate::new(0.5))
-                | (HalfOpened
-                    & (FailureStreak::new(3) | (MinRequests::new(10) & FailureRate::new(0.3)))),
-        )
-        .recovery(Successes::new(probes))
-        .retry(Cooldown::new(secs(1.0 / 20.0)))
-        .permit(RampUp::new(0.1, 1.0, secs(1.0 / 6.0)))
-        .listener(prometheus.clone())
-        .listener(listener.clone())
-        .build()?;
-
-    // Consecutive failures only; backoff doubles the wait at every failed recovery, and
-    // five good probes are needed to close (one lucky probe would reset the backoff).
-    let inventory = CircuitBreaker::builder("inventory_api")
-        .window(CountWindow::new(20))
-        .tripper(FailureStreak::new(5))
-        .recovery(Successes::new(5))
-        .retry(
-            Backoff::new(secs(1.0 / 30.0))
-                .multiplier(2.0)
-                .max(secs(1.0 / 6.0)),
-        )
-        .permit(Random::new(0.5))
-        .listener(prometheus.clone())
-        .listener(listener.clone())
-        .build()?;
-
-    // Latency: the share of slow calls over the last seconds, or failures. Recovery judges
-    // ten probes by the same rates, so one fast probe in a slow phase does not close it.
-    let window_secs = (t / 12.0).round().clamp(2.0, 60.0) as u64;
-    let search = CircuitBreaker::builder("search_api")
-        .window(TimeWindow::new(Duration::from_secs(window_secs)))
-        .tripper(MinRequests::new(20) & (FailureRate::new(0.5) | SlowRate::new(0.5, SLOW)))
-        .recovery(Probes::new(
-            SEARCH_PROBES,
-            FailureRate::new(0.5) | SlowRate::new(0.5, SLOW),
+    let trackers = Trackers::new();
+    [
+        ("payment_api", Api::Payment, 2),
+        ("inventory_api", Api::Inventory, 2),
+        ("search_api", Api::Search, 3),
+    ]
+    .into_iter()
+    .map(|(name, api, workers)| {
+        let c = config.get(name);
+        let cb: CircuitBreaker = config
+            .builder(name, &trackers)?
+            .listener(prometheus.clone())
+            .listener(listener.clone())
+            .build()?;
+        cb.enter_silently(c.state);
+        let mut thresholds = Vec::new();
+        build_tripper(&c.tripper).slow_thresholds(&mut thresholds);
+        thresholds.sort();
+        Ok(Guarded::new(
+            api,
+            workers,
+            cb,
+            describe(c),
+            thresholds.first().copied(),
         ))
-        .retry(Cooldown::new(secs(1.0 / 15.0)).jitter(0.2))
-        .permit(RampUp::new(0.2, 1.0, secs(1.0 / 10.0)))
-        .listener(prometheus)
-        .listener(listener)
-        .build()?;
+    })
+    .collect()
+}
 
-    let fmt_s = |d: Duration| format!("{:.2}s", d.as_secs_f64());
-    Ok(vec![
-        Guarded::new(
-            Api::Payment,
-            2,
-            payment,
-            format!(
-                "CountWindow({window}), ≥20 calls & failure rate ≥50%, Cooldown({}), RampUp 10%→100% over {}, Successes({probes})",
-                fmt_s(secs(1.0 / 20.0)),
-                fmt_s(secs(1.0 / 6.0))
-            ),
+/// One line: what a breaker's configuration says.
+fn describe(c: &BreakerConfig) -> String {
+    // Scaled durations are rarely round: seconds with two decimals.
+    let d = |d: Duration| format!("{:.2}s", d.as_secs_f64());
+    let pct = |r: f64| format!("{:.0}%", r * 100.0);
+    let window = match c.window {
+        WindowConfig::Count(n) => format!("CountWindow({n})"),
+        WindowConfig::Time(span) => format!("TimeWindow({})", format_duration(span)),
+    };
+    let retry = match c.retry {
+        RetryConfig::Always => "Always".to_owned(),
+        RetryConfig::Never => "Never".to_owned(),
+        RetryConfig::Cooldown { duration, jitter } if jitter > 0.0 => {
+            format!("Cooldown({} ±{})", d(duration), pct(jitter))
+        }
+        RetryConfig::Cooldown { duration, .. } => format!("Cooldown({})", d(duration)),
+        RetryConfig::Backoff {
+            initial,
+            multiplier,
+            max,
+            ..
+        } => format!("Backoff({} ×{multiplier}, max {})", d(initial), d(max)),
+    };
+    let permit = match c.permit {
+        PermitConfig::All => "All".to_owned(),
+        PermitConfig::Random(r) => format!("Random({})", pct(r)),
+        PermitConfig::RampUp {
+            initial,
+            final_ratio,
+            duration,
+        } => format!(
+            "RampUp {}→{} over {}",
+            pct(initial),
+            pct(final_ratio),
+            d(duration)
         ),
-        Guarded::new(
-            Api::Inventory,
-            2,
-            inventory,
-            format!(
-                "FailureStreak(5), Backoff({} ×2, max {}), Random(50%), Successes(5)",
-                fmt_s(secs(1.0 / 30.0)),
-                fmt_s(secs(1.0 / 6.0))
-            ),
-        ),
-        Guarded::new(
-            Api::Search,
-            3,
-            search,
-            format!(
-                "TimeWindow({window_secs}s), ≥20 calls & (failures ≥50% | slow(≥{}ms) ≥50%), Cooldown({} ±20%), RampUp 20%→100%, Probes({SEARCH_PROBES}, same rates)",
-                SLOW.as_millis(),
-                fmt_s(secs(1.0 / 15.0))
-            ),
-        ),
-    ])
+    };
+    let recovery = match &c.recovery {
+        RecoveryConfig::ByTripper => "ByTripper".to_owned(),
+        RecoveryConfig::Successes(n) => format!("Successes({n})"),
+        RecoveryConfig::Probes { n, rule } => format!("Probes({n}, {rule})"),
+    };
+    format!("{window}, {}, {retry}, {permit}, {recovery}", c.tripper)
 }
 
 /// `n` idle circuits on the same listener, for a large `/metrics` and `/status`.
@@ -474,10 +501,9 @@ fn fmt_rate(r: Option<f64>) -> String {
 fn status_line(at: Duration, g: &Guarded, last: Counts) -> String {
     let info = g.cb.info();
     let m = &info.metric;
-    let slow = if g.api == Api::Search {
-        fmt_rate(m.slow_rate(SLOW))
-    } else {
-        "   -".into()
+    let slow = match g.slow {
+        Some(threshold) => fmt_rate(m.slow_rate(threshold)),
+        None => "   -".into(),
     };
     format!(
         "{:6.1}s  {:<14} {:<10} fail {}  slow {}  window {:4}  last 1s: {:4} ok {:4} failed {:4} rejected",
@@ -516,10 +542,12 @@ pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
         duration,
         addr,
         circuits,
+        config,
         svg,
         out,
         stop,
     } = opts;
+    let config = load_config(config.as_deref(), duration)?;
     let out: Out = Arc::new(Mutex::new(out));
     let t = duration.as_secs_f64();
 
@@ -551,7 +579,7 @@ pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
                 });
         }
     };
-    let guarded: Arc<Vec<Guarded>> = Arc::new(breakers(t, printer)?);
+    let guarded: Arc<Vec<Guarded>> = Arc::new(breakers(&config, printer)?);
     let idle = Arc::new(idle_circuits(circuits)?);
 
     let status = {
@@ -777,11 +805,7 @@ fn sample(guarded: &[Guarded], start: Instant, done: &AtomicBool) -> Vec<Vec<Sam
             series.push(Sample {
                 at,
                 failure_rate: metric.failure_rate(),
-                slow_rate: if g.api == Api::Search {
-                    metric.slow_rate(SLOW)
-                } else {
-                    None
-                },
+                slow_rate: g.slow.and_then(|threshold| metric.slow_rate(threshold)),
                 admitted: counts.since(base).admitted_share(),
             });
         }

@@ -221,3 +221,80 @@ fn demo_arguments() {
     assert!(args(&["--circuits", "many"]).is_err());
     assert!(args(&["--circuits", "2000000"]).is_err());
 }
+
+#[test]
+fn demo_config_argument() {
+    let args = |a: &[&str]| demo::Options::from_args(a.iter().map(|s| s.to_string()));
+    assert_eq!(args(&[]).unwrap().config, None);
+    assert_eq!(
+        args(&["--config", "b.yaml"]).unwrap().config,
+        Some(PathBuf::from("b.yaml"))
+    );
+    assert!(args(&["--config"]).is_err());
+}
+
+#[test]
+fn the_shipped_breakers_file_is_the_demo_s_configuration_scaled_to_the_run() {
+    use fluxgate::config::{PermitConfig, RecoveryConfig, RetryConfig, WindowConfig};
+
+    // The file as shipped, for one minute: exactly what it says.
+    let minute = demo::load_config(None, demo::CONFIG_RUN).unwrap();
+    assert_eq!(
+        minute.names().collect::<Vec<_>>(),
+        ["inventory_api", "payment_api", "search_api"]
+    );
+    assert_eq!(
+        minute,
+        fluxgate::config::Config::from_toml_str(demo::BREAKERS_TOML).unwrap()
+    );
+
+    // Six seconds: every wait a tenth, counts unchanged.
+    let short = demo::load_config(None, Duration::from_secs(6)).unwrap();
+    let payment = short.breaker("payment_api").unwrap();
+    assert_eq!(
+        payment.retry,
+        RetryConfig::Cooldown {
+            duration: Duration::from_millis(300),
+            jitter: 0.0
+        }
+    );
+    assert!(
+        matches!(payment.permit, PermitConfig::RampUp { duration, .. } if duration == Duration::from_secs(1))
+    );
+    assert_eq!(payment.recovery, RecoveryConfig::Successes(240));
+    let inventory = short.breaker("inventory_api").unwrap();
+    assert!(matches!(
+        inventory.retry,
+        RetryConfig::Backoff { initial, max, .. }
+            if (initial, max) == (Duration::from_millis(200), Duration::from_secs(1))
+    ));
+    let search = short.breaker("search_api").unwrap();
+    assert_eq!(search.window, WindowConfig::Time(Duration::from_secs(1)));
+    assert!(
+        search.tripper.to_string().contains("SlowRate(0.5, 40ms)"),
+        "{}",
+        search.tripper
+    );
+
+    // Another file, by path: errors name it.
+    let dir = std::env::temp_dir().join(format!("fluxgate-demo-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("breakers.toml");
+    std::fs::write(
+        &path,
+        "[breakers.search_api]\nwindow = { type = \"time\", duration = \"5 parsecs\" }\n",
+    )
+    .unwrap();
+    let err = demo::load_config(Some(&path), demo::CONFIG_RUN)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with(&path.display().to_string()), "{err}");
+    assert!(
+        err.contains("breaker \"search_api\", field window.duration"),
+        "{err}"
+    );
+    std::fs::write(&path, "[breakers.search_api]\nstate = \"forced_open\"\n").unwrap();
+    let other = demo::load_config(Some(&path), Duration::from_secs(6)).unwrap();
+    assert_eq!(other.names().collect::<Vec<_>>(), ["search_api"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,6 +10,7 @@ mod expressions;
 mod fields;
 mod files;
 mod reload;
+mod scale;
 
 use std::io;
 

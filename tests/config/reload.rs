@@ -272,3 +272,87 @@ fn a_reload_says_what_changed_in_one_info_line() {
         ("1", "1")
     );
 }
+
+/// A shadow rollout (SM-10): every breaker records and never opens, but `payments`,
+/// which is already trusted.
+const SHADOW: &str = r#"
+[defaults]
+state = "metrics_only"
+tripper = "FailureStreak(1)"
+retry = { type = "never" }
+
+[breakers.payments]
+state = "closed"
+
+[breakers.search]
+"#;
+
+#[test]
+fn the_default_state_reaches_breakers_built_on_first_use() {
+    let (_live, registry, recorder) = start(SHADOW);
+    // A name the file does not mention, looked up after the load (SM-10).
+    let orders = registry.get_or_create("orders").unwrap();
+    assert_eq!(orders.state(), State::MetricsOnly);
+    let _ = fail(&orders);
+    assert_eq!(
+        orders.state(),
+        State::MetricsOnly,
+        "metrics_only never opens"
+    );
+    assert_eq!(orders.info().metric.failure_count, 1, "but records");
+    // A named breaker without a state of its own follows the defaults too.
+    assert_eq!(get(&registry, "search").state(), State::MetricsOnly);
+    // A breaker's own state wins.
+    let payments = get(&registry, "payments");
+    assert_eq!(payments.state(), State::Closed);
+    let _ = fail(&payments);
+    assert_eq!(payments.state(), State::Open);
+    // Entered silently: the only signal is payments' trip.
+    assert_eq!(recorder.pairs(), [(State::Closed, State::Open)]);
+
+    // The async face alike.
+    let live = Live::new(Config::from_toml_str(SHADOW).unwrap(), trackers()).unwrap();
+    let registry: AsyncRegistry = live.registry_builder().build();
+    live.start(&registry).unwrap();
+    assert_eq!(
+        registry.get_or_create("orders").unwrap().state(),
+        State::MetricsOnly
+    );
+    assert_eq!(registry.get("payments").unwrap().state(), State::Closed);
+}
+
+#[test]
+fn a_reload_changing_the_default_state_moves_the_breakers_that_follow_it() {
+    let (live, registry, recorder) = start(SHADOW);
+    let _ = registry.get_or_create("orders").unwrap();
+    let _ = fail(&get(&registry, "payments"));
+    assert_eq!(get(&registry, "payments").state(), State::Open);
+    recorder.clear();
+
+    // The rollout ends: [defaults] says closed.
+    let live_text = SHADOW.replace(r#"state = "metrics_only""#, r#"state = "closed""#);
+    live.apply(&registry, Config::from_toml_str(&live_text).unwrap())
+        .unwrap();
+    // Breakers that take their state from the defaults move to it, silently: the one
+    // built on first use and the named one without a state of its own.
+    assert_eq!(get(&registry, "orders").state(), State::Closed);
+    assert_eq!(get(&registry, "search").state(), State::Closed);
+    // A breaker with its own state is not touched: payments stays open.
+    assert_eq!(get(&registry, "payments").state(), State::Open);
+    // New names get the new default.
+    assert_eq!(
+        registry.get_or_create("billing").unwrap().state(),
+        State::Closed
+    );
+    assert!(recorder.pairs().is_empty(), "{:?}", recorder.pairs());
+
+    // A reload that changes the defaults but not their state leaves each breaker's
+    // state as it stands: orders, now tripped, stays open.
+    let orders = get(&registry, "orders");
+    let _ = fail(&orders);
+    assert_eq!(orders.state(), State::Open);
+    let stricter = live_text.replace("FailureStreak(1)", "FailureStreak(2)");
+    live.apply(&registry, Config::from_toml_str(&stricter).unwrap())
+        .unwrap();
+    assert_eq!(get(&registry, "orders").state(), State::Open);
+}

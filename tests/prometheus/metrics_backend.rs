@@ -1,16 +1,19 @@
 //! The `metrics`-facade backend rendered by `metrics-exporter-prometheus`: the same two
 //! series (PR-1) written the same way (PR-2, PR-3), and an exposition that `promtool`
-//! accepts (PR-7).
+//! accepts (PR-7); a retired circuit's series leave through the exporter's idle timeout
+//! while `refresh` keeps the live ones (PR-5).
 
 #![cfg(feature = "metrics")]
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::prometheus::{promtool_check_metrics, require_tool};
 use fluxgate::listeners::Listener;
 use fluxgate::listeners::prometheus::MetricsListener;
+use fluxgate::registry::Registry;
 use fluxgate::{CircuitBreaker, Signal, State};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_util::MetricKindMask;
 
 fn recorder() -> PrometheusRecorder {
     PrometheusBuilder::new().build_recorder()
@@ -114,4 +117,71 @@ fn pr7_promtool_accepts_the_exporters_rendering() {
             .unwrap();
     });
     promtool_check_metrics(&promtool, &handle.render()).unwrap();
+}
+
+#[test]
+fn pr5_a_detached_circuit_goes_idle_and_refresh_keeps_the_live_ones() {
+    // The facade cannot delete a series; the exporter drops series not written within
+    // its idle timeout. A zero timeout: whatever was not written since the last render.
+    let recorder = PrometheusBuilder::new()
+        .idle_timeout(MetricKindMask::ALL, Some(Duration::ZERO))
+        .build_recorder();
+    let handle = recorder.handle();
+    let listener = MetricsListener::new();
+    let registry: Registry = Registry::builder().listener(listener.clone()).build();
+    metrics::with_local_recorder(&recorder, || {
+        registry.get_or_create("live").unwrap().force_open();
+        registry.get_or_create("retired").unwrap();
+    });
+    let text = handle.render();
+    let live = sample_lines(&text, "live");
+    assert_eq!(
+        live.len(),
+        6 + 5,
+        "six gauges, five transition counters:\n{text}"
+    );
+    assert!(live.contains(
+        &r#"circuit_breaker_state{circuit_name="live",state="forced_open"} 1"#.to_owned()
+    ));
+    assert_eq!(sample_lines(&text, "retired").len(), 6 + 4, "{text}");
+
+    assert!(registry.remove("retired")); // on_detach
+    // Refreshed before every render, the live circuit keeps all its series, with their
+    // values; the retired one, no longer written, goes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        metrics::with_local_recorder(&recorder, || listener.refresh());
+        let text = handle.render();
+        assert_eq!(
+            sample_lines(&text, "live"),
+            live,
+            "a live series went:\n{text}"
+        );
+        if sample_lines(&text, "retired").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retired circuit's series are still rendered:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // Why refresh exists: without it, a live circuit whose state does not change is
+    // idle too, and the exporter drops it as well.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sample_lines(&handle.render(), "live").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the exporter kept an idle series"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // And the next signal writes it back.
+    metrics::with_local_recorder(&recorder, || registry.get("live").unwrap().reset());
+    let text = handle.render();
+    assert!(
+        text.contains(r#"circuit_breaker_state{circuit_name="live",state="closed"} 1"#),
+        "{text}"
+    );
 }

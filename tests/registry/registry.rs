@@ -366,3 +366,82 @@ fn remove_drops_the_circuit_series_from_the_client_exposition() {
     assert_eq!(super::series(&text(), Some("a")), 0);
     assert!(super::series(&text(), None) < before);
 }
+
+#[test]
+fn on_create_runs_once_for_each_breaker_built_on_first_use_and_not_for_successors() {
+    use std::sync::Mutex;
+    let created = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = created.clone();
+    let r: Registry = Registry::builder()
+        .on_create(move |cb: &CircuitBreaker| {
+            seen.lock().unwrap().push(cb.name().to_owned());
+            cb.metrics_only_silently();
+        })
+        .build();
+    // Many threads asking for one new name: one breaker, one call, and none of them
+    // sees it before its initial state is set.
+    let barrier = Arc::new(Barrier::new(8));
+    let states: Vec<State> = (0..8)
+        .map(|_| {
+            let (r, barrier) = (r.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                r.get_or_create("db").unwrap().state()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        states.iter().all(|s| *s == State::MetricsOnly),
+        "{states:?}"
+    );
+    assert_eq!(*created.lock().unwrap(), ["db"]);
+
+    // A successor carries the state on; the hook is not asked again.
+    r.get("db").unwrap().force_open_silently();
+    r.reconfigure("db", |b| b.max_half_open_calls(2)).unwrap();
+    r.set_defaults(|b| b.max_half_open_calls(3)).unwrap();
+    assert_eq!(r.get("db").unwrap().state(), State::ForcedOpen);
+    assert_eq!(*created.lock().unwrap(), ["db"]);
+    // Removed, then asked for again: a new breaker, a new call.
+    assert!(r.remove("db"));
+    assert_eq!(r.get_or_create("db").unwrap().state(), State::MetricsOnly);
+    assert_eq!(*created.lock().unwrap(), ["db", "db"]);
+}
+
+/// Code generic over the face: the breakers of any registry or keyed breaker, of either
+/// face, through `Face` alone (SM-13's manual commands and a snapshot).
+fn force_open_and_report<F: fluxgate::Face>(breakers: Vec<F>) -> Vec<(String, State)> {
+    for b in &breakers {
+        b.force_open_silently();
+    }
+    breakers
+        .iter()
+        .map(|b| (b.name().to_owned(), b.info().state))
+        .collect()
+}
+
+#[test]
+fn code_generic_over_the_face_serves_registries_and_keyed_breakers_of_both_faces() {
+    let sync: Registry = Registry::new();
+    sync.get_or_create("db").unwrap();
+    let not_sync = AsyncRegistry::new();
+    not_sync.get_or_create("api").unwrap();
+    let hosts = fluxgate::keyed::Keyed::<String, fluxgate::AsyncCircuitBreaker>::builder("host")
+        .build()
+        .unwrap();
+    let a = hosts.get("a");
+
+    let names = sync.names();
+    let got = force_open_and_report(names.iter().filter_map(|n| sync.get(n)).collect());
+    assert_eq!(got, [("db".to_owned(), State::ForcedOpen)]);
+    let got = force_open_and_report(vec![not_sync.get("api").unwrap(), a.clone()]);
+    assert_eq!(got[0], ("api".to_owned(), State::ForcedOpen));
+    assert_eq!(got[1].1, State::ForcedOpen);
+    assert_eq!(got[1].0, a.name());
+    // The commands acted on the registries' breakers themselves.
+    assert_eq!(sync.get("db").unwrap().state(), State::ForcedOpen);
+    assert_eq!(hosts.get("a").state(), State::ForcedOpen);
+}

@@ -1,10 +1,11 @@
 //! Configuration → `Builder<F>` for both faces, and the initial state after `build()`.
 
 use fluxgate_core::permits::{self, RampUp, Random};
-use fluxgate_core::registry::{Configure, Reconfigured, Registry, RegistryBuilder};
 use fluxgate_core::retries::{Always, Backoff, Cooldown, Never};
 use fluxgate_core::windows::{CountWindow, TimeWindow};
-use fluxgate_core::{AsyncCircuitBreaker, Builder, CircuitBreaker, ConfigError};
+#[cfg(doc)]
+use fluxgate_core::{AsyncCircuitBreaker, CircuitBreaker};
+use fluxgate_core::{Builder, Face};
 
 use crate::config::{Config, quote};
 use crate::error::Error;
@@ -14,183 +15,101 @@ use crate::rules::build_tripper;
 use crate::trackers::Trackers;
 use fluxgate_core::recovery::{ByTripper, Probes, Successes};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for fluxgate_core::CircuitBreaker {}
-    impl Sealed for fluxgate_core::AsyncCircuitBreaker {}
-}
-
-/// A face a configuration builds: [`CircuitBreaker`] or [`AsyncCircuitBreaker`] (sealed).
+/// What configuration needs of a breaker face beyond [`Face`]: entering an
+/// [`InitialState`]. Implemented for every face ([`CircuitBreaker`],
+/// [`AsyncCircuitBreaker`]); code generic over the face names `B: Breaker` (or just
+/// `Face`, for registries and keyed breakers).
 ///
 /// ```
 /// use fluxgate_config::{Breaker, InitialState};
-/// use fluxgate_core::{CircuitBreaker, State};
-/// let cb = <CircuitBreaker as Breaker>::builder("x").build().unwrap();
+/// use fluxgate_core::{CircuitBreaker, Face, State};
+/// let cb = CircuitBreaker::builder("x").build().unwrap();
 /// cb.enter_silently(InitialState::ForcedOpen);
 /// assert_eq!(cb.state(), State::ForcedOpen);
+///
+/// // Generic over the face:
+/// fn shadow<B: Breaker>(name: &str) -> B {
+///     let b = B::builder(name).build().unwrap();
+///     b.enter_silently(InitialState::MetricsOnly);
+///     b
+/// }
+/// assert_eq!(shadow::<fluxgate_core::AsyncCircuitBreaker>("y").state(), State::MetricsOnly);
 /// ```
-pub trait Breaker: sealed::Sealed + Sized + Send + Sync + 'static {
-    /// A builder with D-1's components.
-    fn builder(name: &str) -> Builder<Self>;
-
-    /// Sets every component of `config` on `builder` (the tracker already built).
-    #[doc(hidden)]
-    fn configure(
-        builder: Builder<Self>,
-        config: &BreakerConfig,
-        tracker: Option<Box<dyn fluxgate_core::trackers::Tracker>>,
-    ) -> Builder<Self>;
-
-    /// Builds.
-    #[doc(hidden)]
-    fn finish(builder: Builder<Self>) -> Result<Self, ConfigError>;
-
+pub trait Breaker: Face {
     /// Puts the breaker in `state` without notifying listeners (SM-13's silent forms);
     /// `Closed` resets it silently.
-    fn enter_silently(&self, state: InitialState);
-
-    /// The registry's operations for this face (the registry's bounds name a trait of
-    /// the core that is not public, so they are reached through this one).
-    #[doc(hidden)]
-    fn fleet() -> &'static dyn FleetOps<Self>;
-}
-
-/// A registry's operations for one face (hidden plumbing of [`Breaker`]).
-#[doc(hidden)]
-pub trait FleetOps<B>: Sync {
-    fn builder(&self) -> RegistryBuilder<B>;
-    fn defaults(&self, b: RegistryBuilder<B>, c: Configure<B>) -> RegistryBuilder<B>;
-    fn get_or_create(&self, r: &Registry<B>, name: &str) -> Result<B, ConfigError>;
-    fn get(&self, r: &Registry<B>, name: &str) -> Option<B>;
-    fn names(&self, r: &Registry<B>) -> Vec<String>;
-    fn remove(&self, r: &Registry<B>, name: &str) -> bool;
-    fn reconfigure(
-        &self,
-        r: &Registry<B>,
-        name: &str,
-        c: Configure<B>,
-    ) -> Result<Option<Reconfigured>, ConfigError>;
-}
-
-struct Ops;
-
-macro_rules! face {
-    ($t:ty) => {
-        impl Breaker for $t {
-            fn builder(name: &str) -> Builder<Self> {
-                <$t>::builder(name)
-            }
-            fn configure(
-                builder: Builder<Self>,
-                c: &BreakerConfig,
-                tracker: Option<Box<dyn fluxgate_core::trackers::Tracker>>,
-            ) -> Builder<Self> {
-                let b = match c.window {
-                    WindowConfig::Count(n) => builder.window(CountWindow::new(n)),
-                    WindowConfig::Time(d) => builder.window(TimeWindow::new(d)),
-                };
-                let b = match tracker {
-                    Some(t) => b.tracker(t),
-                    None => b,
-                };
-                let b = b.tripper(build_tripper(&c.tripper));
-                let b = match c.retry {
-                    RetryConfig::Always => b.retry(Always),
-                    RetryConfig::Never => b.retry(Never),
-                    RetryConfig::Cooldown { duration, jitter } => {
-                        b.retry(Cooldown::new(duration).jitter(jitter))
-                    }
-                    RetryConfig::Backoff {
-                        initial,
-                        multiplier,
-                        max,
-                        jitter,
-                    } => b.retry(
-                        Backoff::new(initial)
-                            .multiplier(multiplier)
-                            .max(max)
-                            .jitter(jitter),
-                    ),
-                };
-                let b = match c.permit {
-                    PermitConfig::All => b.permit(permits::All),
-                    PermitConfig::Random(r) => b.permit(Random::new(r)),
-                    PermitConfig::RampUp {
-                        initial,
-                        final_ratio,
-                        duration,
-                    } => b.permit(RampUp::new(initial, final_ratio, duration)),
-                };
-                let b = match &c.recovery {
-                    RecoveryConfig::ByTripper => b.recovery(ByTripper),
-                    RecoveryConfig::Successes(n) => b.recovery(Successes::new(*n)),
-                    RecoveryConfig::Probes { n, rule } => {
-                        b.recovery(Probes::new(*n, build_tripper(rule)))
-                    }
-                };
-                let b = match c.probe_timeout {
-                    Some(d) => b.probe_timeout(d),
-                    None => b,
-                };
-                b.max_half_open_calls(c.max_half_open_calls)
-                    .measure_durations(c.measure_durations)
-            }
-            fn finish(builder: Builder<Self>) -> Result<Self, ConfigError> {
-                builder.build()
-            }
-            fn fleet() -> &'static dyn FleetOps<Self> {
-                &Ops
-            }
-            fn enter_silently(&self, state: InitialState) {
-                match state {
-                    InitialState::Closed => self.reset_silently(),
-                    InitialState::MetricsOnly => self.metrics_only_silently(),
-                    InitialState::ForcedOpen => self.force_open_silently(),
-                    InitialState::Disabled => self.disable_silently(),
-                }
-            }
+    ///
+    /// ```
+    /// use fluxgate_config::{Breaker, InitialState};
+    /// let cb = fluxgate_core::AsyncCircuitBreaker::builder("x").build().unwrap();
+    /// cb.enter_silently(InitialState::Disabled);
+    /// assert_eq!(cb.state(), fluxgate_core::State::Disabled);
+    /// ```
+    fn enter_silently(&self, state: InitialState) {
+        match state {
+            InitialState::Closed => self.reset_silently(),
+            InitialState::MetricsOnly => self.metrics_only_silently(),
+            InitialState::ForcedOpen => self.force_open_silently(),
+            InitialState::Disabled => self.disable_silently(),
         }
-
-        impl FleetOps<$t> for Ops {
-            fn builder(&self) -> RegistryBuilder<$t> {
-                Registry::<$t>::builder()
-            }
-            fn defaults(&self, b: RegistryBuilder<$t>, c: Configure<$t>) -> RegistryBuilder<$t> {
-                b.defaults(move |b| c(b))
-            }
-            fn get_or_create(&self, r: &Registry<$t>, name: &str) -> Result<$t, ConfigError> {
-                r.get_or_create(name)
-            }
-            fn get(&self, r: &Registry<$t>, name: &str) -> Option<$t> {
-                r.get(name)
-            }
-            fn names(&self, r: &Registry<$t>) -> Vec<String> {
-                r.names()
-            }
-            fn remove(&self, r: &Registry<$t>, name: &str) -> bool {
-                r.remove(name)
-            }
-            fn reconfigure(
-                &self,
-                r: &Registry<$t>,
-                name: &str,
-                c: Configure<$t>,
-            ) -> Result<Option<Reconfigured>, ConfigError> {
-                r.reconfigure(name, move |b| c(b))
-            }
-        }
-    };
+    }
 }
 
-face!(CircuitBreaker);
-face!(AsyncCircuitBreaker);
+impl<F: Face> Breaker for F {}
 
-pub(crate) fn apply_parts<B: Breaker>(
+/// Sets every component of `c` on `builder` (the tracker already built).
+pub(crate) fn apply_parts<B: Face>(
     builder: Builder<B>,
     c: &BreakerConfig,
     tracker: Option<Box<dyn fluxgate_core::trackers::Tracker>>,
 ) -> Builder<B> {
-    B::configure(builder, c, tracker)
+    let b = match c.window {
+        WindowConfig::Count(n) => builder.window(CountWindow::new(n)),
+        WindowConfig::Time(d) => builder.window(TimeWindow::new(d)),
+    };
+    let b = match tracker {
+        Some(t) => b.tracker(t),
+        None => b,
+    };
+    let b = b.tripper(build_tripper(&c.tripper));
+    let b = match c.retry {
+        RetryConfig::Always => b.retry(Always),
+        RetryConfig::Never => b.retry(Never),
+        RetryConfig::Cooldown { duration, jitter } => {
+            b.retry(Cooldown::new(duration).jitter(jitter))
+        }
+        RetryConfig::Backoff {
+            initial,
+            multiplier,
+            max,
+            jitter,
+        } => b.retry(
+            Backoff::new(initial)
+                .multiplier(multiplier)
+                .max(max)
+                .jitter(jitter),
+        ),
+    };
+    let b = match c.permit {
+        PermitConfig::All => b.permit(permits::All),
+        PermitConfig::Random(r) => b.permit(Random::new(r)),
+        PermitConfig::RampUp {
+            initial,
+            final_ratio,
+            duration,
+        } => b.permit(RampUp::new(initial, final_ratio, duration)),
+    };
+    let b = match &c.recovery {
+        RecoveryConfig::ByTripper => b.recovery(ByTripper),
+        RecoveryConfig::Successes(n) => b.recovery(Successes::new(*n)),
+        RecoveryConfig::Probes { n, rule } => b.recovery(Probes::new(*n, build_tripper(rule))),
+    };
+    let b = match c.probe_timeout {
+        Some(d) => b.probe_timeout(d),
+        None => b,
+    };
+    b.max_half_open_calls(c.max_half_open_calls)
+        .measure_durations(c.measure_durations)
 }
 
 impl BreakerConfig {
@@ -220,7 +139,7 @@ impl BreakerConfig {
             err.0.value = Some(quote(&self.tracker.to_string()));
             err
         })?;
-        Ok(B::configure(builder, self, Some(tracker)))
+        Ok(apply_parts(builder, self, Some(tracker)))
     }
 
     /// Builds a breaker named `name` and puts it in the initial state (silently).
@@ -234,7 +153,9 @@ impl BreakerConfig {
     /// # Ok::<(), fluxgate_config::Error>(())
     /// ```
     pub fn build<B: Breaker>(&self, name: &str, trackers: &Trackers) -> Result<B, Error> {
-        let b = B::finish(self.apply(B::builder(name), trackers)?)
+        let b = self
+            .apply(B::builder(name), trackers)?
+            .build()
             .map_err(|e| Error::new(e.to_string()))?;
         b.enter_silently(self.state);
         Ok(b)
@@ -303,7 +224,9 @@ impl Config {
     pub fn build<B: Breaker>(&self, name: &str, trackers: &Trackers) -> Result<B, Error> {
         let section = self.breakers.contains_key(name).then_some(name);
         let config = self.get(name);
-        let b = B::finish(self.apply(B::builder(name), name, trackers)?)
+        let b = self
+            .apply(B::builder(name), name, trackers)?
+            .build()
             .map_err(|e| self.core_error(section, config, &e))?;
         b.enter_silently(config.state);
         Ok(b)

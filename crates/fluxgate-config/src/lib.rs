@@ -60,6 +60,7 @@ mod locate;
 mod model;
 mod reload;
 pub mod rules;
+mod scale;
 mod trackers;
 
 pub use crate::build::Breaker;

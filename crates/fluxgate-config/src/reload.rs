@@ -7,9 +7,9 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use fluxgate_core::Builder;
-use fluxgate_core::registry::{Configure, Registry, RegistryBuilder};
+use fluxgate_core::registry::{Registry, RegistryBuilder};
 
-use crate::build::Breaker;
+use crate::build::{Breaker, apply_parts};
 use crate::changes::Changes;
 use crate::config::Config;
 use crate::error::Error;
@@ -56,19 +56,28 @@ use crate::trackers::Trackers;
 #[derive(Debug)]
 pub struct Live {
     current: Mutex<Config>,
-    /// What the registry's template builds from: replaced on a reload.
-    defaults: Arc<RwLock<BreakerConfig>>,
+    /// What the registry's template and its first-use hook read: the configuration in
+    /// force, replaced on a reload (apart from `current`, which a reload holds while it
+    /// calls into the registry, and so the registry's closures must not take).
+    shared: Arc<RwLock<Config>>,
     trackers: Trackers,
 }
 
 /// A configuration step that sets every component of `config` (the tracker names were
 /// checked before, so building the tracker cannot fail; if it did, the builder's own
 /// tracker would stay).
-fn configure<B: Breaker>(config: BreakerConfig, trackers: Trackers) -> Configure<B> {
-    Arc::new(move |b: Builder<B>| {
+fn configure<B: Breaker>(
+    config: BreakerConfig,
+    trackers: Trackers,
+) -> impl Fn(Builder<B>) -> Builder<B> + Send + Sync + 'static {
+    move |b: Builder<B>| {
         let tracker = trackers.build(&config.tracker).ok();
-        B::configure(b, &config, tracker)
-    })
+        apply_parts(b, &config, tracker)
+    }
+}
+
+fn read(cell: &RwLock<Config>) -> std::sync::RwLockReadGuard<'_, Config> {
+    cell.read().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Live {
@@ -84,7 +93,7 @@ impl Live {
     pub fn new(config: Config, trackers: Trackers) -> Result<Live, Error> {
         config.check(&trackers)?;
         Ok(Live {
-            defaults: Arc::new(RwLock::new(config.defaults.clone())),
+            shared: Arc::new(RwLock::new(config.clone())),
             current: Mutex::new(config),
             trackers,
         })
@@ -94,19 +103,23 @@ impl Live {
     /// reloads) and whose breakers named in the file get their sections. Add the
     /// registry's listeners, `build()`, then [`start`](Self::start).
     ///
-    /// Breakers the file does not name are built on first use from the defaults; the
-    /// registry has no hook after building, so they start `closed` whatever the
-    /// defaults' `state` says (the file's own breakers get theirs from `start`).
+    /// Breakers the file does not name are built on first use from `[defaults]`, in
+    /// the defaults' `state` (entered silently before the registry hands the breaker
+    /// out): with `state = "metrics_only"` in `[defaults]` every breaker of a shadow
+    /// rollout records and never opens, named or not. A breaker's own `state` wins.
     ///
     /// See [`Live`] for an example.
     pub fn registry_builder<B: Breaker>(&self) -> RegistryBuilder<B> {
-        let cell = Arc::clone(&self.defaults);
+        let cell = Arc::clone(&self.shared);
         let trackers = self.trackers.clone();
-        let template: Configure<B> = Arc::new(move |b: Builder<B>| {
-            let config = cell.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let template = move |b: Builder<B>| {
+            let config = read(&cell).defaults.clone();
             configure::<B>(config, trackers.clone())(b)
-        });
-        B::fleet().defaults(B::fleet().builder(), template)
+        };
+        let cell = Arc::clone(&self.shared);
+        Registry::<B>::builder()
+            .defaults(template)
+            .on_create(move |b: &B| b.enter_silently(read(&cell).get(b.name()).state))
     }
 
     /// Builds the breakers the file names, each in its initial state (silently).
@@ -116,17 +129,13 @@ impl Live {
         let current = self.lock();
         // Overrides first, all checked by the registry before any breaker is built.
         for (name, config) in &current.breakers {
-            let ops = B::fleet();
-            ops.reconfigure(
-                registry,
-                name,
-                configure::<B>(config.clone(), self.trackers.clone()),
-            )
-            .map_err(|e| current.core_error(Some(name), config, &e))?;
+            registry
+                .reconfigure(name, configure::<B>(config.clone(), self.trackers.clone()))
+                .map_err(|e| current.core_error(Some(name), config, &e))?;
         }
         for (name, config) in &current.breakers {
-            let b = B::fleet()
-                .get_or_create(registry, name)
+            let b = registry
+                .get_or_create(name)
                 .map_err(|e| current.core_error(Some(name), config, &e))?;
             b.enter_silently(config.state);
         }
@@ -182,19 +191,14 @@ impl Live {
         let mut current = self.lock();
         new.check(&self.trackers)?;
         let mut changes = current.changes(&new);
-        let ops = B::fleet();
-        let running = ops.names(registry);
-        // The template first: breakers built from here on get the new defaults.
-        if changes.defaults_changed {
-            *self.defaults.write().unwrap_or_else(|p| p.into_inner()) = new.defaults.clone();
-        }
+        let running = registry.names();
+        // The template first: breakers built from here on get the new defaults (and the
+        // new sections' states).
+        *self.shared.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         let step = |name: &str, config: &BreakerConfig| -> Result<_, Error> {
-            ops.reconfigure(
-                registry,
-                name,
-                configure::<B>(config.clone(), self.trackers.clone()),
-            )
-            .map_err(|e| new.core_error(Some(name), config, &e))
+            registry
+                .reconfigure(name, configure::<B>(config.clone(), self.trackers.clone()))
+                .map_err(|e| new.core_error(Some(name), config, &e))
         };
         for name in &changes.changed {
             let config = new.get(name);
@@ -202,7 +206,7 @@ impl Live {
                 changes.reconfigured.push(r);
             }
             if current.get(name).state != config.state {
-                if let Some(b) = ops.get(registry, name) {
+                if let Some(b) = registry.get(name) {
                     b.enter_silently(config.state);
                 }
             }
@@ -213,27 +217,33 @@ impl Live {
             if let Some(r) = step(name, config)? {
                 changes.reconfigured.push(r);
             }
-            let b = ops
-                .get_or_create(registry, name)
+            let b = registry
+                .get_or_create(name)
                 .map_err(|e| new.core_error(Some(name), config, &e))?;
             if !existed || current.defaults.state != config.state {
                 b.enter_silently(config.state);
             }
         }
         for name in &changes.removed {
-            ops.remove(registry, name);
+            registry.remove(name);
         }
         if changes.defaults_changed {
-            let identity: Configure<B> = Arc::new(|b| b);
+            let state_changed = current.defaults.state != new.defaults.state;
             for name in running
                 .iter()
                 .filter(|n| !new.breakers.contains_key(*n) && !current.breakers.contains_key(*n))
             {
-                if let Some(r) = ops
-                    .reconfigure(registry, name, identity.clone())
+                if let Some(r) = registry
+                    .reconfigure(name, |b| b)
                     .map_err(|e| new.core_error(None, &new.defaults, &e))?
                 {
                     changes.reconfigured.push(r);
+                }
+                // As for a named breaker whose `state` changed: what the operator asked.
+                if state_changed {
+                    if let Some(b) = registry.get(name) {
+                        b.enter_silently(new.defaults.state);
+                    }
                 }
             }
         }

@@ -80,13 +80,7 @@ impl<F> fmt::Debug for Builder<F> {
     }
 }
 
-/// A face built from a core (implemented by both breakers; sealed).
-pub trait Face: Sized {
-    #[doc(hidden)]
-    fn from_core(core: Arc<Core>) -> Self;
-    #[doc(hidden)]
-    fn core(&self) -> &Arc<Core>;
-}
+pub(crate) use crate::face::Face;
 
 impl<F: Face> Builder<F> {
     pub(crate) fn new(name: &str) -> Self {

@@ -176,7 +176,7 @@ pub const DEFAULT_MAX_KEYS: usize = 10_000;
 impl<K, F> Keyed<K, F>
 where
     K: Hash + Eq + Clone + Send + Sync + fmt::Display + 'static,
-    F: Face + Clone + Send + Sync + 'static,
+    F: Face,
 {
     /// Starts configuring; breakers are named `"{prefix}{key}"` unless
     /// [`naming`](KeyedBuilder::naming) says otherwise.
@@ -202,7 +202,7 @@ where
 impl<K, F> KeyedBuilder<K, F>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    F: Face + Clone + Send + Sync + 'static,
+    F: Face,
 {
     /// The configuration every key's breaker is built with, applied to
     /// `builder(name)`.
@@ -330,7 +330,7 @@ fn build_one<F: Face>(
 impl<K, F> Keyed<K, F>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    F: Face + Clone + Send + Sync + 'static,
+    F: Face,
 {
     /// The breaker of `key`, built on first use; the overflow breaker when the map is
     /// full and nothing can be evicted (see the [module documentation](self)). Takes one

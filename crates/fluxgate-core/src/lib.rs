@@ -42,6 +42,8 @@
 //! - [`AsyncCircuitBreaker`]: `call(|| async { … })`; the future is built only when the
 //!   call is admitted, and dropping it mid-flight records nothing.
 //! - [`Ticket`]: the two-phase `admit` / `record` API both faces are built on.
+//! - [`Face`]: what the two faces share (builder, snapshots, manual commands, `admit`),
+//!   for code generic over them, such as `Registry<F>` and `Keyed<K, F>`.
 //!
 //! ## Many breakers
 //! - [`registry::Registry`]: named breakers from one template plus per-name overrides,
@@ -65,6 +67,7 @@ mod builder;
 pub mod clock;
 mod core;
 mod error;
+mod face;
 pub mod interfaces;
 pub mod keyed;
 pub mod listeners;
@@ -91,6 +94,7 @@ pub use crate::breaker::CircuitBreaker;
 pub use crate::builder::Builder;
 pub use crate::core::{Info, Outcome, Ticket};
 pub use crate::error::{CallNotPermitted, ConfigError, Error, Escaped, Opaque, escaped};
+pub use crate::face::Face;
 pub use crate::metric::{MAX_SLOW_THRESHOLDS, Metric, Record};
 pub use crate::signal::Signal;
 pub use crate::state::State;

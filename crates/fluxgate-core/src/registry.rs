@@ -65,6 +65,10 @@ use crate::{AsyncCircuitBreaker, CircuitBreaker, ConfigError, Info, State};
 /// A configuration step: takes a builder, returns it with some settings changed.
 pub type Configure<F> = Arc<dyn Fn(Builder<F>) -> Builder<F> + Send + Sync + 'static>;
 
+/// What a registry does with each breaker it builds on first use, before anyone else
+/// can see it ([`RegistryBuilder::on_create`]).
+pub type OnCreate<F> = Arc<dyn Fn(&F) + Send + Sync + 'static>;
+
 /// How long `remove` waits for the signals a breaker already queued to reach its
 /// listeners before it tells them the breaker is gone.
 const DETACH_FLUSH: Duration = Duration::from_secs(1);
@@ -98,6 +102,7 @@ pub struct Registry<F = CircuitBreaker> {
 struct Inner<F> {
     config: RwLock<Config<F>>,
     listeners: Vec<Arc<dyn Listener>>,
+    on_create: Option<OnCreate<F>>,
     breakers: Sharded<Arc<str>, F>,
 }
 
@@ -141,6 +146,7 @@ pub struct RegistryBuilder<F = CircuitBreaker> {
     defaults: Configure<F>,
     overrides: HashMap<String, Configure<F>>,
     listeners: Vec<Arc<dyn Listener>>,
+    on_create: Option<OnCreate<F>>,
 }
 
 impl<F> fmt::Debug for RegistryBuilder<F> {
@@ -152,7 +158,7 @@ impl<F> fmt::Debug for RegistryBuilder<F> {
     }
 }
 
-impl<F: Face + 'static> RegistryBuilder<F> {
+impl<F: Face> RegistryBuilder<F> {
     /// The template every breaker starts from, applied to `builder(name)` (default: the
     /// builder's own defaults). Called again for each breaker, and on reconfiguration.
     ///
@@ -200,6 +206,28 @@ impl<F: Face + 'static> RegistryBuilder<F> {
         self
     }
 
+    /// Runs `f` on every breaker the registry builds on first use, right after it is
+    /// built and before it is stored, so no other caller sees it before `f` returns:
+    /// the place to put new breakers in an initial state without a signal (the
+    /// `*_silently` commands), as a shadow rollout does with `metrics_only`. Not called
+    /// for the successors [`Registry::reconfigure`] and [`Registry::set_defaults`]
+    /// build (they carry the old breaker's state on). `f` runs under the lock of the
+    /// breaker's shard: it must not call back into the same registry.
+    ///
+    /// ```
+    /// use fluxgate_core::registry::Registry;
+    /// use fluxgate_core::{CircuitBreaker, State};
+    /// let r: Registry = Registry::builder()
+    ///     .on_create(|cb: &CircuitBreaker| cb.metrics_only_silently())
+    ///     .build();
+    /// assert_eq!(r.get_or_create("new")?.state(), State::MetricsOnly);
+    /// # Ok::<(), fluxgate_core::ConfigError>(())
+    /// ```
+    pub fn on_create(mut self, f: impl Fn(&F) + Send + Sync + 'static) -> Self {
+        self.on_create = Some(Arc::new(f));
+        self
+    }
+
     /// The registry; nothing is built yet (a bad override surfaces from
     /// [`Registry::get_or_create`] or [`Registry::check`]).
     ///
@@ -215,6 +243,7 @@ impl<F: Face + 'static> RegistryBuilder<F> {
                     overrides: self.overrides,
                 }),
                 listeners: self.listeners,
+                on_create: self.on_create,
                 breakers: Sharded::new(),
             }),
         }
@@ -272,7 +301,7 @@ impl fmt::Display for Reconfigured {
     }
 }
 
-impl<F: Face + 'static> Default for Registry<F> {
+impl<F: Face> Default for Registry<F> {
     /// Same as [`Registry::new`].
     ///
     /// ```
@@ -284,7 +313,7 @@ impl<F: Face + 'static> Default for Registry<F> {
     }
 }
 
-impl<F: Face + 'static> Registry<F> {
+impl<F: Face> Registry<F> {
     /// A registry whose breakers all have the builder's defaults.
     ///
     /// ```
@@ -306,11 +335,12 @@ impl<F: Face + 'static> Registry<F> {
             defaults: Arc::new(|b| b),
             overrides: HashMap::new(),
             listeners: Vec::new(),
+            on_create: None,
         }
     }
 }
 
-impl<F: Face + Clone + Send + Sync + 'static> Registry<F> {
+impl<F: Face> Registry<F> {
     fn config(&self) -> RwLockReadGuard<'_, Config<F>> {
         self.inner
             .config
@@ -363,6 +393,9 @@ impl<F: Face + Clone + Send + Sync + 'static> Registry<F> {
             return Ok(b.clone());
         }
         let breaker = self.builder_for(&config, name).build()?;
+        if let Some(on_create) = &self.inner.on_create {
+            on_create(&breaker);
+        }
         map.insert(Arc::from(name), breaker.clone());
         Ok(breaker)
     }

@@ -56,6 +56,19 @@ impl<H: CallHandles> CallSeries<H> {
             .remove(circuit_name)
     }
 
+    /// Takes every attached circuit's handles anew (for a backend whose exporter may
+    /// forget idle series).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn renew(&self, make: impl Fn(&str) -> H) {
+        let mut circuits = self
+            .circuits
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (name, handles) in circuits.iter_mut() {
+            *handles = make(name);
+        }
+    }
+
     /// Counts `call` (and its duration, when it ran).
     pub(crate) fn record(&self, call: &CallEvent<'_>) {
         let circuits = self.circuits.read().unwrap_or_else(PoisonError::into_inner);

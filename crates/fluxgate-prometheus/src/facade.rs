@@ -3,12 +3,15 @@
 //! Many services record through the `metrics` facade and choose the exporter once, in
 //! `main` (typically `metrics-exporter-prometheus`). For them the breaker's series should
 //! go through the same facade, to whatever recorder is installed, rather than into a
-//! registry nobody serves. The facade has no way to delete a series, so this backend has
-//! no `remove_circuit`; the Prometheus exporter's idle timeout
-//! (`PrometheusBuilder::idle_timeout`) drops series that stop changing. Nor can it group
-//! the writes of one signal against a scrape, so a scrape that races a transition may see
-//! the circuit's gauges mid-update for that one scrape.
+//! registry nobody serves.
+//!
+//! The facade cannot delete a series (see [`MetricsListener`], "Retired circuits"), so a
+//! retired circuit's series are dropped by the exporter's idle timeout, with
+//! [`MetricsListener::refresh`] keeping the live ones. Nor can the facade group the
+//! writes of one signal against a scrape, so a scrape that races a transition may see the
+//! circuit's gauges mid-update for that one scrape.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -20,17 +23,43 @@ use super::{
 use fluxgate_core::listeners::{CallEvent, CallOutcome, Listener, ListenerError};
 use fluxgate_core::{Signal, State};
 
-struct FacadeSink;
+#[derive(Default)]
+struct FacadeSink {
+    /// What was written per attached circuit, for `refresh`: its current state and the
+    /// transitions counted so far. Dropped on detach, so it holds live circuits only.
+    written: Mutex<HashMap<String, Written>>,
+}
+
+#[derive(Clone, Default)]
+struct Written {
+    state: Option<State>,
+    transitions: Vec<(State, State)>,
+}
 
 impl FacadeSink {
     fn describe(&self) {
         metrics::describe_gauge!(STATE_METRIC, STATE_HELP);
         metrics::describe_counter!(TRANSITION_METRIC, TRANSITION_HELP);
     }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, Written>> {
+        super::lock_ignoring_poison(&self.written)
+    }
+
+    fn note(&self, circuit_name: &str, f: impl FnOnce(&mut Written)) {
+        let mut written = self.written();
+        match written.get_mut(circuit_name) {
+            Some(w) => f(w),
+            None => f(written.entry(circuit_name.to_owned()).or_default()),
+        }
+    }
 }
 
 impl Sink for FacadeSink {
     fn set_state(&self, circuit_name: &str, state: State, value: i64) -> Result<(), ListenerError> {
+        if value == 1 {
+            self.note(circuit_name, |w| w.state = Some(state));
+        }
         metrics::gauge!(
             STATE_METRIC,
             "circuit_name" => circuit_name.to_owned(),
@@ -47,6 +76,11 @@ impl Sink for FacadeSink {
         new_state: State,
         by: u64,
     ) -> Result<(), ListenerError> {
+        self.note(circuit_name, |w| {
+            if !w.transitions.contains(&(old_state, new_state)) {
+                w.transitions.push((old_state, new_state));
+            }
+        });
         metrics::counter!(
             TRANSITION_METRIC,
             "circuit_name" => circuit_name.to_owned(),
@@ -57,8 +91,10 @@ impl Sink for FacadeSink {
         Ok(())
     }
 
-    fn remove_circuit(&self, _circuit_name: &str) {
-        // The facade cannot delete series (see the module documentation).
+    fn remove_circuit(&self, circuit_name: &str) {
+        // The facade cannot delete series (see `MetricsListener`): stop refreshing them,
+        // so that the exporter's idle timeout drops them.
+        self.written().remove(circuit_name);
     }
 }
 
@@ -70,6 +106,46 @@ impl Sink for FacadeSink {
 /// the exposition carries the same two series. Cheap to clone; one listener serves many
 /// breakers. The help texts are described to the recorder each time a breaker is built
 /// with the listener, so install the recorder first.
+///
+/// # Retired circuits
+///
+/// A breaker that leaves a registry or a keyed breaker (`on_detach`) should take its
+/// series with it. Through the facade that cannot be done:
+///
+/// - `metrics::Recorder` (0.24) has `describe_*` and `register_*` only, and the handles
+///   it returns (`Counter`, `Gauge`, `Histogram`) can only change a value: nothing in
+///   the facade names a series to forget.
+/// - `metrics-exporter-prometheus` keeps its registry private; its `PrometheusHandle`
+///   renders and runs upkeep, and deletes nothing on request.
+/// - What it does have is an idle timeout (`PrometheusBuilder::idle_timeout(mask,
+///   Some(d))`): at a render or upkeep, a series whose value was not *written* for `d`
+///   is dropped. A live breaker that has not changed state for `d` writes nothing
+///   either, so on its own the timeout would drop live circuits' series too.
+///
+/// So: set the exporter's idle timeout, and call [`refresh`](Self::refresh) more often
+/// than the timeout. `refresh` writes every live circuit's series again (same values),
+/// so only the series of detached circuits go idle and are dropped; this listener
+/// forgets a circuit in `on_detach`, so its memory stays bounded too. The `prometheus`
+/// and `prometheus-client` backends ([`PrometheusListener`](super::PrometheusListener),
+/// `PrometheusClientListener`) delete a retired circuit's series at once, with no
+/// timeout, if the exporter is yours to choose.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use fluxgate_prometheus::MetricsListener;
+///
+/// // In main, with metrics-exporter-prometheus:
+/// // PrometheusBuilder::new()
+/// //     .idle_timeout(MetricKindMask::GAUGE | MetricKindMask::COUNTER, Some(Duration::from_secs(600)))
+/// //     .install()?;
+/// let listener = MetricsListener::new();
+/// let keep_alive = listener.clone();
+/// std::thread::spawn(move || loop {
+///     keep_alive.refresh();
+///     std::thread::sleep(Duration::from_secs(60));
+/// });
+/// // … build the registry's or keyed breakers with `listener` …
+/// ```
 ///
 /// ```
 /// use fluxgate_prometheus::MetricsListener;
@@ -145,8 +221,55 @@ impl MetricsListener {
     /// ```
     pub fn new() -> Self {
         MetricsListener {
-            exporter: Arc::new(Exporter::new(FacadeSink, Arc::new(Mutex::new(())))),
+            exporter: Arc::new(Exporter::new(
+                FacadeSink::default(),
+                Arc::new(Mutex::new(())),
+            )),
             calls: None,
+        }
+    }
+
+    /// Writes the series of every circuit this listener serves and has not detached
+    /// again, with their current values (the state gauges set as they are, the
+    /// transition counters incremented by zero), through the recorder in force at the
+    /// call. Nothing a scrape shows changes; an exporter that drops idle series sees
+    /// them written, and keeps them. Call it more often than the exporter's idle
+    /// timeout (see "Retired circuits" above); it costs eleven writes or so per circuit.
+    ///
+    /// ```
+    /// use fluxgate_prometheus::MetricsListener;
+    /// let listener = MetricsListener::new();
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db")
+    ///     .listener(listener.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// listener.refresh(); // without a recorder installed the facade discards the writes
+    /// # let _ = cb;
+    /// ```
+    pub fn refresh(&self) {
+        // Under the exporter's lock, so a refresh never writes a state older than a
+        // signal recorded meanwhile.
+        let _guard = self.exporter.guard();
+        let sink = &self.exporter.sink;
+        let written: Vec<(String, Written)> = sink
+            .written()
+            .iter()
+            .map(|(name, w)| (name.clone(), w.clone()))
+            .collect();
+        for (name, w) in written {
+            if let Some(state) = w.state {
+                // This backend's sink cannot fail.
+                let _ = sink.write_states(&name, state);
+            }
+            for (old_state, new_state) in w.transitions {
+                let _ = sink.add_transition(&name, old_state, new_state, 0);
+            }
+        }
+        if let Some(calls) = &self.calls {
+            // The call series' handles are taken again from the recorder in force: a
+            // series the exporter dropped as idle is registered anew (its counts start
+            // again from 0), so later calls are not written into a forgotten handle.
+            calls.renew(CircuitCalls::new);
         }
     }
 
@@ -202,15 +325,14 @@ impl Listener for MetricsListener {
         if let Some(calls) = &self.calls {
             calls.attach(circuit_name, || CircuitCalls::new(circuit_name));
         }
-        FacadeSink.describe();
+        self.exporter.sink.describe();
         // This backend's sink cannot fail.
         let _ = self.exporter.attach(circuit_name, state);
     }
 
-    /// A retired breaker's series are never written again. The facade cannot delete
-    /// them, so they leave the exposition when the exporter's idle timeout passes
-    /// (`metrics-exporter-prometheus`: `PrometheusBuilder::idle_timeout`); the exporter's
-    /// memory stays bounded the same way.
+    /// A retired breaker's series are never written again, [`refresh`](Self::refresh)
+    /// included. The facade cannot delete them, so they leave the exposition when the
+    /// exporter's idle timeout passes (see "Retired circuits" on [`MetricsListener`]).
     fn on_detach(&self, circuit_name: &str) {
         self.exporter.remove(circuit_name);
         if let Some(calls) = &self.calls {
