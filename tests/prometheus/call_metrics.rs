@@ -224,9 +224,14 @@ mod metrics_backend {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let clock = ManualClock::new();
+        let listener = MetricsListener::with_call_metrics();
         metrics::with_local_recorder(&recorder, || {
-            let cb = breaker("payment_api", &clock, MetricsListener::with_call_metrics());
+            let cb = breaker("payment_api", &clock, listener.clone());
             drive(&cb, &clock);
+            // A refresh takes the handles anew from the recorder: the counts go on.
+            listener.refresh();
+            cb.reset();
+            cb.call(|| Ok::<_, io::Error>(())).unwrap();
         });
         let text = handle.render();
         assert_eq!(
@@ -235,13 +240,13 @@ mod metrics_backend {
                 r#"circuit_breaker_calls_total{circuit_name="payment_api",outcome="failure"} 2"#,
                 r#"circuit_breaker_calls_total{circuit_name="payment_api",outcome="ignored"} 1"#,
                 r#"circuit_breaker_calls_total{circuit_name="payment_api",outcome="rejected"} 1"#,
-                r#"circuit_breaker_calls_total{circuit_name="payment_api",outcome="success"} 2"#,
+                r#"circuit_breaker_calls_total{circuit_name="payment_api",outcome="success"} 3"#,
             ]
         );
         // Without buckets the exporter renders a summary; its count and sum are exact.
         assert!(
             text.contains(
-                r#"circuit_breaker_call_duration_seconds_count{circuit_name="payment_api"} 5"#
+                r#"circuit_breaker_call_duration_seconds_count{circuit_name="payment_api"} 6"#
             ),
             "{text}"
         );
