@@ -84,6 +84,20 @@ pub mod config {
     pub use fluxgate_config::*;
 }
 
+/// Shared state for breakers of the same name in several processes (a fleet): the
+/// [`StateStore`](fluxgate_core::store::StateStore) trait and the in-memory store from the
+/// core, the Redis store behind the feature `redis` (see `docs/fleet.md`).
+pub mod store {
+    pub use fluxgate_core::store::*;
+
+    /// The Redis store (crate `fluxgate-redis`).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub mod redis {
+        pub use fluxgate_redis::*;
+    }
+}
+
 /// Listeners: what happens outside the breaker when its state changes.
 ///
 /// The traits, closures as listeners and [`log::LogListener`](crate::listeners::log::LogListener) come from the core; the
@@ -180,3 +194,7 @@ struct DocsStatusDoctests;
 #[cfg(all(doctest, feature = "slack"))]
 #[doc = include_str!("../docs/listeners/slack.md")]
 struct DocsSlackDoctests;
+
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../docs/fleet.md")]
+struct DocsFleetDoctests;

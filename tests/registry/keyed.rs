@@ -83,7 +83,11 @@ fn keys_seen_once_are_evicted_before_keys_in_use() {
             let _ = ok(&k.get("hot"));
         }
     }
-    assert_eq!(life.count("detach host:hot"), 0, "the key in use was evicted");
+    assert_eq!(
+        life.count("detach host:hot"),
+        0,
+        "the key in use was evicted"
+    );
     assert_eq!(life.count("attach host:hot closed"), 1);
     assert!(k.evicted() >= 99_000, "evicted {}", k.evicted());
 }
