@@ -271,3 +271,42 @@ fn a_panicking_store_is_contained() {
     cb.force_open();
     assert_eq!(cb.info().store_connected, Some(false));
 }
+
+/// Registries in two processes get the store through their template: their breakers of
+/// one name form a fleet; a live reconfiguration keeps the breaker in it.
+#[test]
+fn registries_share_through_their_template() {
+    use fluxgate::registry::Registry;
+    let clock = ManualClock::new();
+    let store = MemoryStore::new(clock.clone());
+    let registry = || -> Registry {
+        let (store, clock) = (store.clone(), clock.clone());
+        Registry::builder()
+            .defaults(move |b| {
+                b.tripper(FailureStreak::new(1))
+                    .retry(Cooldown::new(COOLDOWN))
+                    .clock(clock.clone())
+                    .store(store.clone())
+            })
+            .build()
+    };
+    let (one, two) = (registry(), registry());
+    let a = one.get_or_create("db").unwrap();
+    let b = two.get_or_create("db").unwrap();
+    let other = two.get_or_create("cache").unwrap();
+    store.sync();
+    let _ = fail(&a);
+    store.sync();
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(
+        other.state(),
+        State::Closed,
+        "another name is another fleet"
+    );
+    two.reconfigure("db", |b| b.max_half_open_calls(2)).unwrap();
+    let b2 = two.get("db").unwrap();
+    assert_eq!(b2.state(), State::Open, "the successor inherits the state");
+    one.reset_all();
+    store.sync();
+    assert_eq!(b2.state(), State::Closed, "the successor is in the fleet");
+}

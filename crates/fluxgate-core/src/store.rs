@@ -218,6 +218,10 @@ pub trait StoreSink: Send + Sync + 'static {
         Duration::from_secs(1)
     }
 
+    /// The breaker is ready: from now on `StoreLink::apply` and `grant_probe` act on it
+    /// (before, they do nothing). Called once, right after `attach`.
+    fn attached(&self) {}
+
     /// Whether the store currently reaches the fleet (shown in `Info::store_connected`).
     /// While it does not, a breaker probes without a lease.
     fn connected(&self) -> bool {
@@ -382,6 +386,9 @@ impl StoreSink for MemSink {
             .queue
             .push_back((self.id, Msg::Probe(epoch)));
     }
+    fn attached(&self) {
+        lock(&self.inner).queue.push_back((self.id, Msg::Join));
+    }
     fn leases_probes(&self) -> bool {
         self.leases
     }
@@ -401,7 +408,6 @@ impl StateStore for MemoryStore {
             told: 0,
             connected: connected.clone(),
         });
-        m.queue.push_back((id, Msg::Join));
         Box::new(MemSink {
             id,
             inner: self.inner.clone(),

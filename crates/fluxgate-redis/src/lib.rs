@@ -318,6 +318,8 @@ enum Msg {
 
 /// One attached breaker.
 struct Reg {
+    /// Set by `StoreSink::attached`: the breaker can take the fleet's state.
+    ready: AtomicBool,
     name: String,
     link: StoreLink,
     pending: Mutex<Pending>,
@@ -406,6 +408,11 @@ impl StoreSink for Sink {
         self.handle.shared.config.probes > 0
     }
 
+    fn attached(&self) {
+        self.reg.ready.store(true, Ordering::Release);
+        self.wake();
+    }
+
     fn lease_retry_after(&self) -> Duration {
         self.handle.shared.config.poll_interval
     }
@@ -424,6 +431,7 @@ impl Drop for Sink {
 impl StateStore for RedisStore {
     fn attach(&self, link: StoreLink) -> Box<dyn StoreSink> {
         let reg = Arc::new(Reg {
+            ready: AtomicBool::new(false),
             name: link.name().to_owned(),
             link,
             pending: Mutex::new(Pending::default()),
@@ -438,12 +446,10 @@ impl StateStore for RedisStore {
             }),
         });
         lock(&self.handle.shared.regs).push(reg.clone());
-        let sink = Sink {
+        Box::new(Sink {
             reg,
             handle: self.handle.clone(),
-        };
-        sink.wake();
-        Box::new(sink)
+        })
     }
 }
 
@@ -698,7 +704,10 @@ impl Worker {
         let regs: Vec<Arc<Reg>> = {
             let mut regs = lock(&self.shared.regs);
             regs.retain(|r| r.link.is_alive());
-            regs.clone()
+            regs.iter()
+                .filter(|r| r.ready.load(Ordering::Acquire))
+                .cloned()
+                .collect()
         };
         let Some(con) = self.con.as_mut() else {
             return Ok(());
@@ -748,7 +757,7 @@ impl Worker {
                     let got: i64 = s
                         .lease
                         .key(&lease_key)
-                        .arg(&ctx.instance)
+                        .arg(ctx.instance)
                         .arg(cfg.probes)
                         .arg(ms(cfg.lease_ttl))
                         .invoke(con)?;
@@ -796,7 +805,7 @@ impl Worker {
                         let _: i64 = s
                             .lease
                             .key(&lease_key)
-                            .arg(&ctx.instance)
+                            .arg(ctx.instance)
                             .arg(cfg.probes)
                             .arg(ms(cfg.lease_ttl))
                             .invoke(con)?;

@@ -287,14 +287,19 @@ impl Core {
         let leases = contained(|| sink.leases_probes()).unwrap_or(false);
         let lease_retry_after =
             contained(|| sink.lease_retry_after()).unwrap_or(Duration::from_secs(1));
-        let _ = self.fleet.set(Fleet {
+        let fleet = Fleet {
             sink,
             until: AtomicU64::new(0),
             granted: AtomicU64::new(0),
             version: AtomicU64::new(0),
             leases,
             lease_retry_after,
-        });
+        };
+        if self.fleet.set(fleet).is_ok() {
+            if let Some(f) = self.fleet.get() {
+                contained(|| f.sink.attached());
+            }
+        }
     }
 
     pub(crate) fn is_retired(&self) -> bool {
