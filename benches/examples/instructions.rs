@@ -8,8 +8,9 @@
 //! ```
 //!
 //! (the second total minus the first, divided by 200 000). Kinds: `closed` (default
-//! config), `pct1` (1 % failures), `open` (rejection while open), `forced` (rejection while
-//! forced open), `timed` (`TimeWindow(60 s)` + `MinRequests(100) & SlowRate(0.5, 1 s)`).
+//! config), `closed_store` (the same with a state store attached), `pct1` (1 % failures),
+//! `open` (rejection while open), `forced` (rejection while forced open), `timed`
+//! (`TimeWindow(60 s)` + `MinRequests(100) & SlowRate(0.5, 1 s)`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -37,6 +38,15 @@ fn main() {
     match kind.as_str() {
         "closed" => {
             let cb = default();
+            (0..n).for_each(|_| drop(black_box(cb.call(work))));
+        }
+        "closed_store" => {
+            // The same breaker in a fleet: an in-memory state store attached.
+            let store = fluxgate::store::MemoryStore::new(fluxgate::clock::SystemClock::new());
+            let cb = CircuitBreaker::builder("b")
+                .store(store)
+                .build()
+                .expect("a valid config");
             (0..n).for_each(|_| drop(black_box(cb.call(work))));
         }
         "pct1" => {
