@@ -300,6 +300,8 @@ impl Drop for Handle {
 struct Shared {
     config: RedisStoreBuilder,
     client: redis::Client,
+    /// `host:port` of the server, for the logs (never the password).
+    addr: String,
     instance: String,
     regs: Mutex<Vec<Arc<Reg>>>,
     wake: SyncSender<Msg>,
@@ -520,9 +522,11 @@ impl RedisStore {
             let h = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
             format!("{}-{h:016x}", std::process::id())
         };
+        let addr = client.get_connection_info().addr().to_string();
         let shared = Arc::new(Shared {
             config,
             client,
+            addr,
             instance,
             regs: Mutex::new(Vec::new()),
             wake,
@@ -533,7 +537,6 @@ impl RedisStore {
             shared: shared.clone(),
             con: None,
             down_since_logged: false,
-            ever_connected: false,
             backoff: Duration::from_millis(50),
             retry_at: Instant::now(),
             polled: None,
@@ -599,7 +602,6 @@ struct Worker {
     shared: Arc<Shared>,
     con: Option<redis::Connection>,
     down_since_logged: bool,
-    ever_connected: bool,
     backoff: Duration,
     retry_at: Instant,
     polled: Option<Instant>,
@@ -675,10 +677,9 @@ impl Worker {
         self.shared.connected.store(true, Ordering::Release);
         self.backoff = Duration::from_millis(50);
         if self.down_since_logged {
-            tracing::info!(target: "fluxgate", store = "redis", "fleet store reconnected; reconciling with the fleet's state");
+            tracing::info!(target: "fluxgate", store = "redis", redis = %self.shared.addr, "fleet store reconnected; reconciling with the fleet's state");
         }
         self.down_since_logged = false;
-        self.ever_connected = true;
     }
 
     fn down(&mut self, e: &redis::RedisError) {
@@ -686,7 +687,7 @@ impl Worker {
         self.polled = None;
         self.shared.connected.store(false, Ordering::Release);
         if !self.down_since_logged {
-            tracing::warn!(target: "fluxgate", store = "redis", error = %e, "fleet store unreachable; breakers work on local state until it is back");
+            tracing::warn!(target: "fluxgate", store = "redis", redis = %self.shared.addr, error = %e, "fleet store unreachable; breakers work on local state until it is back");
             self.down_since_logged = true;
         }
         self.retry_at = Instant::now() + self.backoff;

@@ -6,8 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use fluxgate_core::permits::All;
@@ -105,6 +105,51 @@ impl Server {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Everything logged in this test binary (a global subscriber: the store logs from its
+/// own threads). Tests tell their lines apart by their server's port.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+fn logs() -> &'static Logs {
+    static LOGS: OnceLock<Logs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(logs.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        logs
+    })
+}
+
+/// Log lines of the server on `port` containing `what`.
+fn count_logs(port: u16, what: &str) -> usize {
+    let text = String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned();
+    let addr = format!("127.0.0.1:{port}");
+    text.lines()
+        .filter(|l| l.contains(&addr) && l.contains(what) && l.contains("fluxgate"))
+        .count()
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -379,6 +424,7 @@ fn redis_paused_and_killed_mid_run() {
     let Some(mut server) = Server::start() else {
         return;
     };
+    logs();
     let (sa, sb) = (store(&server.url()), store(&server.url()));
     let a = breaker("flaky", &sa, Duration::from_secs(60));
     let b = breaker("flaky", &sb, Duration::from_secs(60));
@@ -404,8 +450,8 @@ fn redis_paused_and_killed_mid_run() {
     };
 
     server.signal("-STOP");
-    wait_for("a sees the loss", || {
-        a.info().store_connected == Some(false)
+    wait_for("both see the loss", || {
+        a.info().store_connected == Some(false) && !sb.is_connected()
     });
     assert!(succeed(&a).is_ok(), "calls run on local state");
     let _ = fail(&a);
@@ -419,8 +465,8 @@ fn redis_paused_and_killed_mid_run() {
 
     let port = server.port;
     server.kill();
-    wait_for("b sees the loss", || {
-        b.info().store_connected == Some(false)
+    wait_for("both see the loss", || {
+        b.info().store_connected == Some(false) && !sa.is_connected()
     });
     assert!(
         matches!(succeed(&b), Err(Error::Rejected(_))),
@@ -444,6 +490,13 @@ fn redis_paused_and_killed_mid_run() {
     });
     a.reset();
     wait_for("a reset reaches b", || b.state() == State::Closed);
+
+    // Each store said it once per outage: two outages, two stores.
+    wait_for(
+        "one warning and one recovery line per store and outage",
+        || count_logs(port, "fleet store reconnected") == 4,
+    );
+    assert_eq!(count_logs(port, "fleet store unreachable"), 4);
 
     stop.store(true, Ordering::Release);
     caller.join().expect("the calling thread never panics");
