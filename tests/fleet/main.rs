@@ -41,8 +41,8 @@ fn rejected(r: &Result<(), Error<std::io::Error>>) -> Option<Option<Duration>> {
     }
 }
 
-/// One instance trips: the others open with the fleet's deadline (SM-2, SM-7) and probe
-/// when it is over, not before.
+/// One instance trips (SM-3): the others open with the fleet's deadline and reject with
+/// what is left of it (SM-6), and probe when it is over, not before (SM-7).
 #[test]
 fn a_trip_opens_the_fleet_with_one_deadline() {
     let clock = ManualClock::new();
@@ -92,8 +92,8 @@ fn a_restarted_instance_starts_from_the_fleet_state() {
     assert_eq!(restarted.retry_after(), Some(Duration::from_secs(18)));
 }
 
-/// With k = 1 lease, exactly one instance probes; the others reject with `retry_after`
-/// until the prober closes the fleet.
+/// With k = 1 lease, exactly one instance probes (SM-8 fleet-wide); the others reject
+/// with `retry_after` until the prober closes the fleet (SM-9).
 #[test]
 fn exactly_k_instances_probe() {
     let clock = ManualClock::new();
@@ -203,7 +203,8 @@ fn a_stale_writer_loses() {
 }
 
 /// While the store is unreachable, breakers work and probe on local state; when it is
-/// back, a local open made meanwhile is published (the fleet was closed: it is news).
+/// back, a local open made meanwhile is published (the fleet was closed: it is news),
+/// reopens included (SM-15).
 #[test]
 fn disconnected_breakers_work_alone_and_reconcile() {
     let clock = ManualClock::new();

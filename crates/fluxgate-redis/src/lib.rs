@@ -36,7 +36,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -324,14 +324,11 @@ struct Reg {
     ready: AtomicBool,
     name: String,
     link: StoreLink,
-    pending: Mutex<Pending>,
+    pending: Mutex<Option<Change>>,
+    /// `epoch + 1` of a lease request not yet taken by the worker (0: none); an atomic,
+    /// as it is asked on every rejected call while the breaker waits for a lease.
+    probe: AtomicU64,
     work: Mutex<Work>,
-}
-
-#[derive(Default)]
-struct Pending {
-    change: Option<Change>,
-    probe: Option<u64>,
 }
 
 /// What the worker remembers of one breaker.
@@ -382,8 +379,8 @@ impl StoreSink for Sink {
             let mut p = lock(&self.reg.pending);
             // Latest wins; a manual command among coalesced changes keeps the whole
             // sequence a command (it must not lose a compare-and-set).
-            let manual = change.manual || p.change.is_some_and(|c| c.manual);
-            p.change = Some(Change::new(
+            let manual = change.manual || p.is_some_and(|c| c.manual);
+            *p = Some(Change::new(
                 change.from,
                 change.to,
                 change.reopens,
@@ -397,11 +394,10 @@ impl StoreSink for Sink {
     }
 
     fn wants_probe(&self, epoch: u64) {
-        let fresh = {
-            let mut p = lock(&self.reg.pending);
-            p.probe.replace(epoch) != Some(epoch)
-        };
-        if fresh {
+        let asked = epoch.wrapping_add(1);
+        if self.reg.probe.load(Ordering::Acquire) != asked
+            && self.reg.probe.swap(asked, Ordering::AcqRel) != asked
+        {
             self.wake();
         }
     }
@@ -436,7 +432,8 @@ impl StateStore for RedisStore {
             ready: AtomicBool::new(false),
             name: link.name().to_owned(),
             link,
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(None),
+            probe: AtomicU64::new(0),
             work: Mutex::new(Work {
                 joined: false,
                 own: 0,
@@ -721,9 +718,10 @@ impl Worker {
         };
         for reg in regs {
             let mut w = lock(&reg.work);
-            let (change, probe) = {
-                let mut p = lock(&reg.pending);
-                (p.change.take(), p.probe.take())
+            let change = lock(&reg.pending).take();
+            let probe = match reg.probe.swap(0, Ordering::AcqRel) {
+                0 => None,
+                asked => Some(asked - 1),
             };
             if let Some(c) = change {
                 w.unsent = Some(c);
