@@ -555,3 +555,71 @@ fn child_instance() {
     println!("ready");
     wait_for("the parent's trip", || cb.state() == State::Open);
 }
+
+/// Pub/sub is the fast path, polling the fallback: a state written without a message
+/// (as if the message was lost) still reaches the instances within a poll.
+#[test]
+fn polling_brings_a_state_whose_message_was_lost() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let s = store(&server.url());
+    let cb = breaker("quiet", &s, Duration::from_secs(60));
+    wait_for("connected", || s.is_connected());
+    let mut con = client(&server);
+    let key = s.state_key("quiet");
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&[
+            "v",
+            "9000000000000000",
+            "s",
+            "forced_open",
+            "r",
+            "0",
+            "d",
+            "-1",
+        ])
+        .query(&mut con)
+        .unwrap();
+    wait_for("the instance polls the new state", || {
+        cb.state() == State::ForcedOpen
+    });
+}
+
+/// Live instances keep their breakers' keys alive past `key_ttl`; once every instance is
+/// gone, the keys expire.
+#[test]
+fn keys_expire_when_every_instance_is_gone() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let ttl = Duration::from_millis(400);
+    let make = || {
+        RedisStore::builder(&server.url())
+            .poll_interval(Duration::from_millis(50))
+            .key_ttl(ttl)
+            .build()
+            .unwrap()
+    };
+    let (s1, s2) = (make(), make());
+    let a = breaker("ephemeral", &s1, Duration::from_secs(60));
+    let b = breaker("ephemeral", &s2, Duration::from_secs(60));
+    a.force_open();
+    wait_for("b follows", || b.state() == State::ForcedOpen);
+    let mut con = client(&server);
+    let key = s1.state_key("ephemeral");
+    let exists = |con: &mut redis::Connection| -> bool {
+        redis::cmd("EXISTS").arg(&key).query::<i64>(con).unwrap() == 1
+    };
+    // Three TTLs long, the key is there at every look: the instances refresh it.
+    let until = Instant::now() + ttl * 3;
+    while Instant::now() < until {
+        assert!(exists(&mut con), "a live fleet's key expired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop((a, b, s1, s2));
+    wait_for("the key expires once every instance is gone", || {
+        !exists(&mut con)
+    });
+}
