@@ -253,27 +253,96 @@ impl StoreLink {
     }
 
     /// The breaker's name (the fleet's key).
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use fluxgate_core::store::*;
+    /// # #[derive(Clone, Default)] struct Keep(Arc<Mutex<Option<StoreLink>>>);
+    /// # struct Quiet;
+    /// # impl StoreSink for Quiet { fn changed(&self, _: Change) {} }
+    /// # impl StateStore for Keep {
+    /// #     fn attach(&self, l: StoreLink) -> Box<dyn StoreSink> { *self.0.lock().unwrap() = Some(l); Box::new(Quiet) }
+    /// # }
+    /// # let keep = Keep::default();
+    /// # let cb = fluxgate_core::CircuitBreaker::builder("db").store(keep.clone()).build().unwrap();
+    /// # let link = keep.0.lock().unwrap().clone().unwrap();
+    /// assert_eq!(link.name(), "db");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether the breaker still exists (and was not retired by a registry).
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use fluxgate_core::store::*;
+    /// # #[derive(Clone, Default)] struct Keep(Arc<Mutex<Option<StoreLink>>>);
+    /// # struct Quiet;
+    /// # impl StoreSink for Quiet { fn changed(&self, _: Change) {} }
+    /// # impl StateStore for Keep {
+    /// #     fn attach(&self, l: StoreLink) -> Box<dyn StoreSink> { *self.0.lock().unwrap() = Some(l); Box::new(Quiet) }
+    /// # }
+    /// # let keep = Keep::default();
+    /// # let cb = fluxgate_core::CircuitBreaker::builder("db").store(keep.clone()).build().unwrap();
+    /// # let link = keep.0.lock().unwrap().clone().unwrap();
+    /// assert!(link.is_alive());
+    /// drop(cb);
+    /// assert!(!link.is_alive());
+    /// ```
     pub fn is_alive(&self) -> bool {
         self.core.upgrade().is_some_and(|c| !c.is_retired())
     }
 
     /// Brings the breaker to the fleet's state: a transition (with its signal to the
     /// listeners) that is not told back to the store; for `open`, the fleet's deadline
-    /// replaces the local retry policy's for this open period. Nothing happens when the
-    /// breaker is already in that state (an `open` one takes the new deadline), or when
-    /// `shared.state` is `half_open`, or when `shared.version` is not above the version
-    /// the breaker was last brought to. Whether it was applied.
+    /// replaces the local retry policy's for this open period. A breaker already in that
+    /// state makes no transition (it takes the version and reopens, and an `open` one the
+    /// new deadline). Nothing happens when `shared.state` is `half_open`, or when
+    /// `shared.version` is not above the version the breaker was last brought to.
+    /// Whether it was applied.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use fluxgate_core::store::*;
+    /// # #[derive(Clone, Default)] struct Keep(Arc<Mutex<Option<StoreLink>>>);
+    /// # struct Quiet;
+    /// # impl StoreSink for Quiet { fn changed(&self, _: Change) {} }
+    /// # impl StateStore for Keep {
+    /// #     fn attach(&self, l: StoreLink) -> Box<dyn StoreSink> { *self.0.lock().unwrap() = Some(l); Box::new(Quiet) }
+    /// # }
+    /// # let keep = Keep::default();
+    /// # let cb = fluxgate_core::CircuitBreaker::builder("db").store(keep.clone()).build().unwrap();
+    /// # let link = keep.0.lock().unwrap().clone().unwrap();
+    /// use fluxgate_core::State;
+    /// let remote = SharedState::new(State::Open, 0, Some(std::time::Duration::from_secs(9)));
+    /// assert!(link.apply(remote.with_version(4)));
+    /// assert_eq!(cb.state(), State::Open);
+    /// assert!(cb.retry_after().unwrap() <= std::time::Duration::from_secs(9));
+    /// assert!(!link.apply(SharedState::new(State::Closed, 0, None).with_version(3)), "late");
+    /// ```
     pub fn apply(&self, shared: SharedState) -> bool {
         self.core.upgrade().is_some_and(|c| c.apply_shared(&shared))
     }
 
     /// Grants the probe lease asked for by `wants_probe(epoch)`: the next call after the
     /// wait goes through as a probe. A grant for an epoch that is over does nothing.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use fluxgate_core::store::*;
+    /// # #[derive(Clone, Default)] struct Keep(Arc<Mutex<Option<StoreLink>>>);
+    /// # struct Quiet;
+    /// # impl StoreSink for Quiet { fn changed(&self, _: Change) {} }
+    /// # impl StateStore for Keep {
+    /// #     fn attach(&self, l: StoreLink) -> Box<dyn StoreSink> { *self.0.lock().unwrap() = Some(l); Box::new(Quiet) }
+    /// # }
+    /// # let keep = Keep::default();
+    /// # let cb = fluxgate_core::CircuitBreaker::builder("db").store(keep.clone()).build().unwrap();
+    /// # let link = keep.0.lock().unwrap().clone().unwrap();
+    /// link.grant_probe(0); // not open: nothing to grant
+    /// assert_eq!(cb.state(), fluxgate_core::State::Closed);
+    /// ```
     pub fn grant_probe(&self, epoch: u64) {
         if let Some(c) = self.core.upgrade() {
             c.grant_probe(epoch);
@@ -282,6 +351,22 @@ impl StoreLink {
 
     /// The breaker's own state now (`remaining`: its `retry_after()`), for a store that
     /// re-seeds a fleet that lost its state; `None` once the breaker is gone.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use fluxgate_core::store::*;
+    /// # #[derive(Clone, Default)] struct Keep(Arc<Mutex<Option<StoreLink>>>);
+    /// # struct Quiet;
+    /// # impl StoreSink for Quiet { fn changed(&self, _: Change) {} }
+    /// # impl StateStore for Keep {
+    /// #     fn attach(&self, l: StoreLink) -> Box<dyn StoreSink> { *self.0.lock().unwrap() = Some(l); Box::new(Quiet) }
+    /// # }
+    /// # let keep = Keep::default();
+    /// # let cb = fluxgate_core::CircuitBreaker::builder("db").store(keep.clone()).build().unwrap();
+    /// # let link = keep.0.lock().unwrap().clone().unwrap();
+    /// cb.force_open();
+    /// assert_eq!(link.current().unwrap().state, fluxgate_core::State::ForcedOpen);
+    /// ```
     pub fn current(&self) -> Option<SharedState> {
         let c = self.core.upgrade()?;
         let info = c.info();
