@@ -60,6 +60,7 @@
 //! | `quanta` | a cheaper `SystemClock` (CPU time-stamp counter) |
 //! | `anyhow` | `call_any` sees the error inside an `anyhow::Error` |
 //! | `config` | `config::{Config, Trackers, …}`: breakers from TOML/YAML files |
+//! | `redis` | `store::redis::RedisStore`: shared state for a fleet of processes |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -121,7 +121,7 @@ type Reply = (i64, u64, String, u32, i64, i64);
 ///     .build()?;
 /// # Ok::<(), fluxgate_core::ConfigError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a builder does nothing until build() is called"]
 pub struct RedisStoreBuilder {
     url: String,
@@ -132,6 +132,31 @@ pub struct RedisStoreBuilder {
     key_ttl: Duration,
     timeout: Duration,
     max_backoff: Duration,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .field("probes", &self.probes)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("poll_interval", &self.poll_interval)
+            .field("key_ttl", &self.key_ttl)
+            .field("timeout", &self.timeout)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
+}
+
+/// The URL without its credentials (`redis://***@host/`), for errors and `Debug`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if scheme < at => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl RedisStoreBuilder {
@@ -214,16 +239,17 @@ impl RedisStoreBuilder {
     /// not an error here.
     ///
     /// ```
-    /// let err = fluxgate_redis::RedisStore::builder("http://x").build().unwrap_err();
+    /// let err = fluxgate_redis::RedisStore::builder("http://user:secret@x").build().unwrap_err();
     /// assert!(err.to_string().starts_with("RedisStore url must be"));
+    /// assert!(!err.to_string().contains("secret"));
     /// ```
     pub fn build(self) -> Result<RedisStore, ConfigError> {
         let client = redis::Client::open(self.url.as_str()).map_err(|_| {
             ConfigError::new(
                 "RedisStore",
                 "url",
-                &self.url,
-                "a redis:// or rediss:// URL",
+                redact(&self.url),
+                "a redis:// URL (TLS is not built in)",
             )
         })?;
         for (name, d) in [

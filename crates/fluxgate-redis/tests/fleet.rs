@@ -623,3 +623,33 @@ fn keys_expire_when_every_instance_is_gone() {
         !exists(&mut con)
     });
 }
+
+/// Bad settings are a `ConfigError` naming the parameter and the value, at build time;
+/// a URL's credentials never appear in it.
+#[test]
+fn bad_settings_are_config_errors() {
+    let url = "redis://127.0.0.1:1/";
+    let err = |b: fluxgate_redis::RedisStoreBuilder| b.build().unwrap_err().to_string();
+    assert_eq!(
+        err(RedisStore::builder(url).poll_interval(Duration::ZERO)),
+        "RedisStore poll_interval must be > 0, got 0ns"
+    );
+    assert_eq!(
+        err(RedisStore::builder(url).lease_ttl(Duration::ZERO)),
+        "RedisStore lease_ttl must be > 0, got 0ns"
+    );
+    assert_eq!(
+        err(RedisStore::builder(url).key_ttl(Duration::from_secs(1))),
+        "RedisStore key_ttl must be > poll_interval, got 1s"
+    );
+    assert_eq!(
+        err(RedisStore::builder(url).prefix("")),
+        "RedisStore prefix must be not empty, got \"\""
+    );
+    let e = err(RedisStore::builder("postgres://admin:hunter2@db/"));
+    assert!(e.starts_with("RedisStore url must be"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    // A Redis that is not there is no error: the store connects in the background.
+    let s = RedisStore::builder(url).build().unwrap();
+    assert!(!s.is_connected());
+}
