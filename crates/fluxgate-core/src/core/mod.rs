@@ -353,16 +353,22 @@ impl Core {
         if shared.state == State::HalfOpen {
             return false;
         }
-        if self.state() == shared.state {
+        {
             let t = self.lock();
-            if t.retired || !self.take_version(f, shared) {
+            if t.retired {
                 return false;
             }
-            self.reopens.store(shared.reopens, Ordering::Release);
-            if self.state() == State::Open {
-                self.set_fleet_deadline(shared);
+            if self.state() == shared.state {
+                // No transition: the version, reopens and (open) the fleet's deadline.
+                if !self.take_version(f, shared) {
+                    return false;
+                }
+                self.reopens.store(shared.reopens, Ordering::Release);
+                if shared.state == State::Open {
+                    self.set_fleet_deadline(shared);
+                }
+                return true;
             }
-            return true;
         }
         self.shift(None, shared.state, true, Some(shared))
     }
