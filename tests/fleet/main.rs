@@ -311,3 +311,68 @@ fn registries_share_through_their_template() {
     store.sync();
     assert_eq!(b2.state(), State::Closed, "the successor is in the fleet");
 }
+
+/// Calls, trips and commands on three instances race with the store applying the fleet's
+/// state (SM-17): nothing panics, and once everything is delivered every instance is in
+/// the fleet's state.
+#[test]
+fn racing_calls_and_applies_converge() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let clock = ManualClock::new();
+    let store = MemoryStore::new(clock.clone());
+    let fleet: Vec<_> = (0..3)
+        .map(|_| {
+            CircuitBreaker::builder("db")
+                .tripper(FailureStreak::new(3))
+                .retry(Cooldown::new(COOLDOWN))
+                .clock(clock.clone())
+                .store(store.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let syncer = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                store.sync();
+                std::thread::yield_now();
+            }
+        })
+    };
+    let callers: Vec<_> = fleet
+        .iter()
+        .enumerate()
+        .map(|(i, cb)| {
+            let cb = cb.clone();
+            std::thread::spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(i as u64);
+                for n in 0..20_000u32 {
+                    let _ = if rng.u8(..) < 40 {
+                        fail(&cb)
+                    } else {
+                        succeed(&cb)
+                    };
+                    match n % 5_000 {
+                        1_000 if i == 0 => cb.force_open(),
+                        2_000 if i == 1 => cb.reset(),
+                        3_000 if i == 2 => cb.metrics_only(),
+                        4_000 if i == 0 => cb.reset(),
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().expect("no caller panics");
+    }
+    done.store(true, Ordering::Release);
+    syncer.join().expect("the store never panics");
+    store.sync();
+    let fleet_state = store.state("db").expect("the fleet has a state");
+    for cb in &fleet {
+        assert_eq!(cb.state(), fleet_state);
+    }
+}

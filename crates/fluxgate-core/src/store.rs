@@ -10,7 +10,8 @@
 //! - the store brings the breaker to the fleet's state through the [`StoreLink`] it was
 //!   given at attach time ([`StoreLink::apply`]): a transition that is not published
 //!   back, with the fleet's deadline for an `open` circuit, so the fleet waits and
-//!   probes together;
+//!   probes together; and it acknowledges each change it wrote
+//!   ([`StoreLink::written`]) with the fleet's new version;
 //! - with probe leases ([`StoreSink::leases_probes`]), an `open` circuit whose deadline
 //!   has passed asks the store for a lease ([`StoreSink::wants_probe`]) and keeps
 //!   rejecting until the store grants one ([`StoreLink::grant_probe`]) or the fleet
@@ -349,6 +350,36 @@ impl StoreLink {
         }
     }
 
+    /// Tells the breaker that its `change` was written as the fleet's state `shared`
+    /// (with the new version). If the breaker took an older fleet state after making the
+    /// change (the store's delivery crossed it), it takes `shared`, which is newer;
+    /// otherwise it only records the version (and, still in that open period, the
+    /// fleet's deadline). Whether the breaker took it.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use fluxgate_core::store::*;
+    /// # #[derive(Clone, Default)] struct Keep(Arc<Mutex<Option<StoreLink>>>);
+    /// # struct Quiet;
+    /// # impl StoreSink for Quiet { fn changed(&self, _: Change) {} }
+    /// # impl StateStore for Keep {
+    /// #     fn attach(&self, l: StoreLink) -> Box<dyn StoreSink> { *self.0.lock().unwrap() = Some(l); Box::new(Quiet) }
+    /// # }
+    /// # let keep = Keep::default();
+    /// # let cb = fluxgate_core::CircuitBreaker::builder("db").store(keep.clone()).build().unwrap();
+    /// # let link = keep.0.lock().unwrap().clone().unwrap();
+    /// use fluxgate_core::State;
+    /// cb.force_open(); // a store would have been told this Change, with base 0
+    /// let change = Change::new(State::Closed, State::ForcedOpen, 0, None, 1, true, 0);
+    /// assert!(link.written(&change, SharedState::new(State::ForcedOpen, 0, None).with_version(1)));
+    /// assert_eq!(cb.state(), State::ForcedOpen);
+    /// ```
+    pub fn written(&self, change: &Change, shared: SharedState) -> bool {
+        self.core
+            .upgrade()
+            .is_some_and(|c| c.ack_written(change, &shared))
+    }
+
     /// The breaker's own state now (`remaining`: its `retry_after()`), for a store that
     /// re-seeds a fleet that lost its state; `None` once the breaker is gone.
     ///
@@ -601,8 +632,11 @@ impl MemoryStore {
                 m.handle(id, msg)
             };
             // Outside the store's lock: applying runs the breakers' listeners.
-            for (link, shared) in applies {
-                link.apply(shared);
+            for (link, shared, written) in applies {
+                match written {
+                    Some(change) => link.written(&change, shared),
+                    None => link.apply(shared),
+                };
             }
             for (link, epoch) in grants {
                 link.grant_probe(epoch);
@@ -611,7 +645,8 @@ impl MemoryStore {
     }
 }
 
-type Applies = Vec<(StoreLink, SharedState)>;
+/// Fleet states to apply, or (with the change) to acknowledge to their writer.
+type Applies = Vec<(StoreLink, SharedState, Option<Change>)>;
 type Grants = Vec<(StoreLink, u64)>;
 
 impl Memory {
@@ -620,6 +655,7 @@ impl Memory {
         let name: Arc<str> = self.members[id].link.name.clone();
         let mut grants = Vec::new();
         let fleet = self.fleets.entry(name.clone()).or_default();
+        let mut wrote = None;
         match msg {
             Msg::Join => {}
             Msg::Changed(c) if c.to == State::HalfOpen => {}
@@ -638,6 +674,7 @@ impl Memory {
                     fleet.holders.clear();
                     self.members[id].own = fleet.version;
                     self.members[id].told = fleet.version;
+                    wrote = Some(c);
                 }
             }
             Msg::Probe(epoch) => {
@@ -662,11 +699,13 @@ impl Memory {
                 SharedState::new(state, fleet.reopens, remaining).with_version(fleet.version);
             for (i, m) in self.members.iter_mut().enumerate() {
                 // A member that lost a write is told again (it may have moved on).
-                if m.link.name == name
+                if i == id && wrote.is_some() {
+                    applies.push((m.link.clone(), shared, wrote));
+                } else if m.link.name == name
                     && (m.told < fleet.version || (i == id && m.own != fleet.version))
                 {
                     m.told = fleet.version;
-                    applies.push((m.link.clone(), shared));
+                    applies.push((m.link.clone(), shared, None));
                 }
             }
         }

@@ -771,6 +771,9 @@ impl Worker {
                 if reply.0 == 1 {
                     w.own = reply.1;
                     w.told = w.told.max(reply.1);
+                    if let Some(shared) = shared_of(&reply) {
+                        reg.link.written(&c, shared);
+                    }
                 } else {
                     adopt(&reg, &mut w, &reply, true);
                 }
@@ -814,6 +817,10 @@ impl Worker {
                         if reply.0 == 1 {
                             w.own = reply.1;
                             w.told = reply.1;
+                            // The same state, under the fleet's new version.
+                            if let Some(shared) = shared_of(&reply) {
+                                reg.link.apply(shared);
+                            }
                         } else {
                             adopt(&reg, &mut w, &reply, true);
                         }
@@ -889,17 +896,21 @@ impl Ctx<'_> {
 /// Brings the breaker to the fleet's state of `reply` if it is newer than what it was
 /// told (or always, after it lost a write: it may have moved on since).
 fn adopt(reg: &Reg, w: &mut Work, reply: &Reply, lost: bool) {
-    let &(_, version, ref state, reopens, deadline, now) = reply;
-    if version == 0 || (!lost && version <= w.told) {
+    if reply.1 == 0 || (!lost && reply.1 <= w.told) {
         return;
     }
-    let Some(state) = State::from_name(state) else {
-        return;
-    };
-    w.told = version;
+    if let Some(shared) = shared_of(reply) {
+        w.told = reply.1;
+        reg.link.apply(shared);
+    }
+}
+
+/// The fleet's state of a script's reply (`None` for no state or an unknown name).
+fn shared_of(reply: &Reply) -> Option<SharedState> {
+    let &(_, version, ref state, reopens, deadline, now) = reply;
+    let state = State::from_name(state).filter(|_| version > 0)?;
     let remaining = u64::try_from(deadline)
         .ok()
         .map(|d| Duration::from_millis(d.saturating_sub(u64::try_from(now).unwrap_or(0))));
-    reg.link
-        .apply(SharedState::new(state, reopens, remaining).with_version(version));
+    Some(SharedState::new(state, reopens, remaining).with_version(version))
 }

@@ -373,6 +373,36 @@ impl Core {
         self.shift(None, shared.state, true, Some(shared))
     }
 
+    /// `StoreLink::written`: the store wrote `change` as the fleet's state `shared`.
+    pub(crate) fn ack_written(&self, change: &Change, shared: &SharedState) -> bool {
+        let Some(f) = self.fleet.get() else {
+            return false;
+        };
+        {
+            let t = self.lock();
+            let last = f.version.load(Ordering::Acquire);
+            if t.retired || (shared.version != 0 && shared.version <= last) {
+                return false;
+            }
+            if last == change.base {
+                // No fleet state was applied since the change: the breaker is where the
+                // change left it, or further on by changes of its own (written next).
+                f.version.store(shared.version, Ordering::Release);
+                let word = self.word.load(Ordering::Acquire);
+                if epoch_of(word) == change.epoch
+                    && state_of(word) == State::Open
+                    && shared.state == State::Open
+                {
+                    self.set_fleet_deadline(shared);
+                }
+                return true;
+            }
+        }
+        // An older fleet state was applied after the change and overrode it; the write
+        // is newer than that state.
+        self.apply_shared(shared)
+    }
+
     /// Records `shared.version` as the last applied; false if it is not newer (a late
     /// delivery). Under the transition lock.
     fn take_version(&self, f: &Fleet, shared: &SharedState) -> bool {
