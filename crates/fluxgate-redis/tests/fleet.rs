@@ -653,3 +653,69 @@ fn bad_settings_are_config_errors() {
     let s = RedisStore::builder(url).build().unwrap();
     assert!(!s.is_connected());
 }
+
+/// Three instances race: calls with failures (trips), commands on every instance, the
+/// store threads applying the fleet's state meanwhile. Nothing panics, and once the calls
+/// stop every instance converges on the state Redis holds.
+#[test]
+fn racing_instances_converge_on_the_fleet_state() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let stores: Vec<_> = (0..3).map(|_| store(&server.url())).collect();
+    let fleet: Vec<_> = stores
+        .iter()
+        .map(|s| {
+            CircuitBreaker::builder("race3")
+                .tripper(FailureStreak::new(3))
+                .retry(Cooldown::new(Duration::from_secs(60)))
+                .store(s.clone())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    wait_for("connected", || stores.iter().all(RedisStore::is_connected));
+    let callers: Vec<_> = fleet
+        .iter()
+        .enumerate()
+        .map(|(i, cb)| {
+            let cb = cb.clone();
+            std::thread::spawn(move || {
+                for n in 0..3_000u32 {
+                    let _ = if (n * 7 + i as u32) % 11 < 4 {
+                        fail(&cb)
+                    } else {
+                        succeed(&cb)
+                    };
+                    match (n % 600, i) {
+                        (100, 0) => cb.force_open(),
+                        (200, 1) => cb.reset(),
+                        (300, 2) => cb.metrics_only(),
+                        (400, 0) => cb.reset(),
+                        (500, 1) => cb.disable(),
+                        (599, 2) => cb.reset(),
+                        _ => {}
+                    }
+                    if n % 20 == 0 {
+                        // Let the store's deliveries interleave with the calls.
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().expect("no caller panics");
+    }
+    let mut con = client(&server);
+    let key = stores[0].state_key("race3");
+    wait_for("every instance in the state Redis holds", || {
+        let fleet_state: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("s")
+            .query(&mut con)
+            .unwrap();
+        let fleet_state = fleet_state.as_deref().and_then(State::from_name);
+        fleet.iter().all(|cb| Some(cb.state()) == fleet_state)
+    });
+}
