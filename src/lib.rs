@@ -61,6 +61,7 @@
 //! | `anyhow` | `call_any` sees the error inside an `anyhow::Error` |
 //! | `config` | `config::{Config, Trackers, …}`: breakers from TOML/YAML files |
 //! | `opentelemetry` | `listeners::opentelemetry::OpenTelemetryListener`: the same two series on an OpenTelemetry `Meter` |
+//! | `redis` | `store::redis::RedisStore`: shared state for a fleet of processes |
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -83,6 +84,20 @@ pub use fluxgate_core::tower;
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config {
     pub use fluxgate_config::*;
+}
+
+/// Shared state for breakers of the same name in several processes (a fleet): the
+/// [`StateStore`](fluxgate_core::store::StateStore) trait and the in-memory store from the
+/// core, the Redis store behind the feature `redis` (see `docs/fleet.md`).
+pub mod store {
+    pub use fluxgate_core::store::*;
+
+    /// The Redis store (crate `fluxgate-redis`).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub mod redis {
+        pub use fluxgate_redis::*;
+    }
 }
 
 /// Listeners: what happens outside the breaker when its state changes.
@@ -193,3 +208,6 @@ struct DocsSlackDoctests;
 #[cfg(all(doctest, feature = "opentelemetry", feature = "prometheus"))]
 #[doc = include_str!("../docs/listeners/opentelemetry.md")]
 struct DocsOpenTelemetryDoctests;
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../docs/fleet.md")]
+struct DocsFleetDoctests;

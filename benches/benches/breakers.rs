@@ -2,7 +2,8 @@
 //!
 //! Groups (see BENCHMARKS.md for the table and the targets):
 //! 1. `closed` — one successful no-op call through a closed breaker, default config;
-//!    `direct` is the same closure called without a breaker.
+//!    `direct` is the same closure called without a breaker; `fluxgate/store` the same
+//!    breaker with a state store attached (a fleet member).
 //! 2. `closed_timed` — the same with a 60-second time window and a latency rule, so
 //!    every call is timed.
 //! 3. `rejected` — one call refused by an open breaker.
@@ -197,6 +198,15 @@ fn closed(c: &mut Criterion) {
 
     let cb = fluxgate_default();
     g.bench_function("fluxgate", |b| b.iter(|| black_box(cb.call(work))));
+
+    // The same breaker in a fleet (an in-memory store attached): the call path is the
+    // same, so is its cost.
+    let store = fluxgate::store::MemoryStore::new(fluxgate::clock::SystemClock::new());
+    let fleet = CircuitBreaker::builder("bench")
+        .store(store)
+        .build()
+        .unwrap();
+    g.bench_function("fluxgate/store", |b| b.iter(|| black_box(fleet.call(work))));
 
     let fs = failsafe_default(MINUTE);
     g.bench_function("failsafe", |b| b.iter(|| black_box(fs.call(work))));

@@ -8,10 +8,11 @@
 //! ```
 //!
 //! (the second total minus the first, divided by 200 000). Kinds: `closed` (default
-//! config), `pct1` (1 % failures), `open` (rejection while open), `forced` (rejection while
-//! forced open), `timed` (`TimeWindow(60 s)` + `MinRequests(100) & SlowRate(0.5, 1 s)`),
-//! `calls` (closed, with a listener that wants every call), `prometheus_calls` (closed, with
-//! the Prometheus listener's call metrics; feature `prometheus`).
+//! config), `closed_store` (the same with a state store attached), `pct1` (1 % failures),
+//! `open` (rejection while open), `forced` (rejection while forced open), `timed`
+//! (`TimeWindow(60 s)` + `MinRequests(100) & SlowRate(0.5, 1 s)`), `calls` (closed, with a
+//! listener that wants every call), `prometheus_calls` (closed, with the Prometheus
+//! listener's call metrics; feature `prometheus`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -54,6 +55,15 @@ fn main() {
     match kind.as_str() {
         "closed" => {
             let cb = default();
+            (0..n).for_each(|_| drop(black_box(cb.call(work))));
+        }
+        "closed_store" => {
+            // The same breaker in a fleet: an in-memory state store attached.
+            let store = fluxgate::store::MemoryStore::new(fluxgate::clock::SystemClock::new());
+            let cb = CircuitBreaker::builder("b")
+                .store(store)
+                .build()
+                .expect("a valid config");
             (0..n).for_each(|_| drop(black_box(cb.call(work))));
         }
         "pct1" => {
@@ -113,7 +123,7 @@ fn main() {
             (0..n).for_each(|_| drop(black_box(cb.call(work))));
         }
         other => eprintln!(
-            "unknown kind {other}: closed, pct1, open, forced, timed, calls or (feature \
+            "unknown kind {other}: closed, closed_store, pct1, open, forced, timed, calls or (feature \
              prometheus) prometheus_calls"
         ),
     }

@@ -15,6 +15,7 @@ use crate::listeners::{AsyncListener, CallSink, Listener};
 use crate::permits::{Permit, RampUp};
 use crate::recovery::{ByTripper, Recovery};
 use crate::retries::{Cooldown, Retry};
+use crate::store::StateStore;
 use crate::trackers::{self, Tracker};
 use crate::trippers::{FailureRate, MinRequests, Tripper};
 use crate::windows::{AnyWindow, CountWindow, Window};
@@ -65,6 +66,7 @@ pub struct Builder<F = CircuitBreaker> {
     measure_durations: bool,
     max_half_open_calls: usize,
     listeners: Vec<Arc<dyn Listener>>,
+    store: Option<Arc<dyn StateStore>>,
     pub(crate) async_listeners: Vec<Arc<dyn AsyncListener>>,
     pub(crate) spawner: Option<Spawner>,
     face: PhantomData<fn() -> F>,
@@ -97,6 +99,7 @@ impl<F: Face> Builder<F> {
             measure_durations: false,
             max_half_open_calls: 10,
             listeners: Vec::new(),
+            store: None,
             async_listeners: Vec::new(),
             spawner: None,
             face: PhantomData,
@@ -213,6 +216,22 @@ impl<F: Face> Builder<F> {
     /// ```
     pub fn listener(mut self, listener: impl Listener) -> Self {
         self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Shares this breaker's state with the breakers of the same name attached to the same
+    /// store (a fleet; see the [`store`](crate::store) module): transitions, manual
+    /// commands and probe leases travel in the background, never on the call path.
+    /// Default none. A store shared by many breakers is passed as an `Arc` or a clone.
+    ///
+    /// ```
+    /// use fluxgate_core::{CircuitBreaker, clock::ManualClock, store::MemoryStore};
+    /// let store = MemoryStore::new(ManualClock::new());
+    /// let cb = CircuitBreaker::builder("db").store(store.clone()).build().unwrap();
+    /// assert_eq!(cb.info().store_connected, Some(true));
+    /// ```
+    pub fn store(mut self, store: impl StateStore) -> Self {
+        self.store = Some(Arc::new(store));
         self
     }
 
@@ -368,6 +387,9 @@ impl<F: Face> Builder<F> {
             }
             None => (State::Closed, None),
         };
+        if let Some(store) = &self.store {
+            core.attach_store(&**store);
+        }
         for l in &listeners {
             l.on_attach(&self.name, state);
         }

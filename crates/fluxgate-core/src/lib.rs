@@ -79,6 +79,7 @@ pub mod retries;
 mod shards;
 mod signal;
 mod state;
+pub mod store;
 mod sync;
 mod tagged;
 pub mod trackers;

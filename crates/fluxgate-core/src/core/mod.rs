@@ -31,6 +31,7 @@ use crate::listeners::{CallEvent, CallOutcome, CallSink, Listener};
 use crate::permits::Permit;
 use crate::recovery::{Recovery, RecoveryContext, Verdict};
 use crate::retries::{Retry, RetryContext};
+use crate::store::{Change, SharedState, StateStore, StoreLink, StoreSink};
 use crate::trackers::Tracker;
 use crate::trippers::{TripContext, Tripper};
 use crate::windows::{AnyWindow, Window};
@@ -133,6 +134,9 @@ pub struct Info {
     /// Signals merged with their neighbours because listeners fell behind, since the
     /// breaker was built (R-2; see the `listeners` module).
     pub coalesced_signals: u64,
+    /// With a [`StateStore`](crate::store::StateStore): whether it reaches the fleet now;
+    /// `None` without a store.
+    pub store_connected: Option<bool>,
 }
 
 struct Transitions {
@@ -164,6 +168,25 @@ pub(crate) struct Parts {
     pub(crate) hook: Option<Box<dyn SignalHook>>,
     /// The listeners that want every call, if any.
     pub(crate) calls: Option<CallSink>,
+}
+
+/// A breaker's link to its fleet (`Builder::store`); never read on the closed path.
+struct Fleet {
+    sink: Box<dyn StoreSink>,
+    /// The open period's deadline set by the fleet, in `clock` nanos: 0 when the local
+    /// retry policy decides (a local open), `u64::MAX` for never.
+    until: AtomicU64,
+    /// `epoch + 1` of the open period whose probe lease the store granted.
+    granted: AtomicU64,
+    /// The fleet version last applied (written under the transition lock).
+    version: AtomicU64,
+    leases: bool,
+    lease_retry_after: Duration,
+}
+
+/// Runs a store's code on a caller's thread; a panic in it is contained.
+fn contained<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
 }
 
 /// The shared state machine (crate-internal; unnameable outside).
@@ -202,6 +225,7 @@ pub struct Core {
     /// Listeners that want every call; `None` (the common case) costs one branch.
     calls: Option<Box<CallSink>>,
     transitions: Mutex<Transitions>,
+    fleet: std::sync::OnceLock<Fleet>,
 }
 
 impl std::fmt::Debug for Core {
@@ -261,6 +285,159 @@ impl Core {
                 changed_wall: wall,
                 retired: false,
             }),
+            fleet: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Attaches this (new) core to `store` (`Builder::store`); called once, at build time.
+    pub(crate) fn attach_store(self: &Arc<Self>, store: &dyn StateStore) {
+        let link = StoreLink::new(self.name.clone(), Arc::downgrade(self));
+        let Some(sink) = contained(|| store.attach(link)) else {
+            return;
+        };
+        let leases = contained(|| sink.leases_probes()).unwrap_or(false);
+        let lease_retry_after =
+            contained(|| sink.lease_retry_after()).unwrap_or(Duration::from_secs(1));
+        let fleet = Fleet {
+            sink,
+            until: AtomicU64::new(0),
+            granted: AtomicU64::new(0),
+            version: AtomicU64::new(0),
+            leases,
+            lease_retry_after,
+        };
+        if self.fleet.set(fleet).is_ok() {
+            if let Some(f) = self.fleet.get() {
+                contained(|| f.sink.attached());
+            }
+        }
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.lock().retired
+    }
+
+    /// While open: whether a probe may go now, and the time left (the fleet's deadline
+    /// when it set one, else the retry policy's).
+    fn open_wait(&self, ctx: &RetryContext, now: u64) -> (bool, Option<Duration>) {
+        match self.fleet.get().map(|f| f.until.load(Ordering::Acquire)) {
+            Some(u64::MAX) => (false, None),
+            Some(until) if until != 0 => (
+                now >= until,
+                Some(Duration::from_nanos(until.saturating_sub(now))),
+            ),
+            _ => (self.retry.should_retry(ctx), self.retry.retry_after(ctx)),
+        }
+    }
+
+    /// With probe leases and a connected store: whether the fleet granted this open
+    /// period's probe (asking for it if not). Always true otherwise.
+    fn fleet_allows_probe(&self, word: u64) -> Result<(), Option<Duration>> {
+        let Some(f) = self.fleet.get() else {
+            return Ok(());
+        };
+        let epoch = epoch_of(word);
+        if !f.leases
+            || f.granted.load(Ordering::Acquire) == epoch + 1
+            || !contained(|| f.sink.connected()).unwrap_or(false)
+        {
+            return Ok(());
+        }
+        contained(|| f.sink.wants_probe(epoch));
+        Err(Some(f.lease_retry_after))
+    }
+
+    pub(crate) fn grant_probe(&self, epoch: u64) {
+        if let Some(f) = self.fleet.get() {
+            let word = self.word.load(Ordering::Acquire);
+            if epoch_of(word) == epoch && state_of(word) == State::Open {
+                f.granted.store(epoch + 1, Ordering::Release);
+            }
+        }
+    }
+
+    /// `StoreLink::apply`: the fleet's state, as a transition not told back to the store.
+    pub(crate) fn apply_shared(&self, shared: &SharedState) -> bool {
+        let Some(f) = self.fleet.get() else {
+            return false;
+        };
+        if shared.state == State::HalfOpen {
+            return false;
+        }
+        {
+            let t = self.lock();
+            if t.retired {
+                return false;
+            }
+            if self.state() == shared.state {
+                // No transition: the version, reopens and (open) the fleet's deadline.
+                if !self.take_version(f, shared) {
+                    return false;
+                }
+                self.reopens.store(shared.reopens, Ordering::Release);
+                if shared.state == State::Open {
+                    self.set_fleet_deadline(shared);
+                }
+                return true;
+            }
+        }
+        self.shift(None, shared.state, true, Some(shared))
+    }
+
+    /// `StoreLink::written`: the store wrote `change` as the fleet's state `shared`.
+    pub(crate) fn ack_written(&self, change: &Change, shared: &SharedState) -> bool {
+        let Some(f) = self.fleet.get() else {
+            return false;
+        };
+        {
+            let t = self.lock();
+            let last = f.version.load(Ordering::Acquire);
+            if t.retired || (shared.version != 0 && shared.version <= last) {
+                return false;
+            }
+            if last == change.base {
+                // No fleet state was applied since the change: the breaker is where the
+                // change left it, or further on by changes of its own (written next).
+                f.version.store(shared.version, Ordering::Release);
+                let word = self.word.load(Ordering::Acquire);
+                if epoch_of(word) == change.epoch
+                    && state_of(word) == State::Open
+                    && shared.state == State::Open
+                {
+                    self.set_fleet_deadline(shared);
+                }
+                return true;
+            }
+        }
+        // An older fleet state was applied after the change and overrode it; the write
+        // is newer than that state.
+        self.apply_shared(shared)
+    }
+
+    /// Records `shared.version` as the last applied; false if it is not newer (a late
+    /// delivery). Under the transition lock.
+    fn take_version(&self, f: &Fleet, shared: &SharedState) -> bool {
+        let last = f.version.load(Ordering::Acquire);
+        if shared.version != 0 && shared.version <= last {
+            return false;
+        }
+        f.version.store(shared.version.max(last), Ordering::Release);
+        true
+    }
+
+    fn set_fleet_deadline(&self, shared: &SharedState) {
+        if let Some(f) = self.fleet.get() {
+            let until = match shared.remaining {
+                None => u64::MAX,
+                Some(d) => {
+                    let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                    self.clock
+                        .now_nanos()
+                        .saturating_add(d)
+                        .clamp(1, u64::MAX - 1)
+                }
+            };
+            f.until.store(until, Ordering::Release);
         }
     }
 
@@ -368,12 +545,17 @@ impl Core {
                     // later (see `Clock::recent_nanos`).
                     let now = self.clock.recent_nanos();
                     let ctx = self.retry_context(now);
-                    if self.retry.should_retry(&ctx) {
+                    let (due, retry_after) = self.open_wait(&ctx, now);
+                    if due {
+                        if let Err(retry_after) = self.fleet_allows_probe(word) {
+                            // Another instance of the fleet holds the probe lease.
+                            return Err(self.reject(State::Open, retry_after));
+                        }
                         // SM-7: the move is lazy and the same call goes on as half-open.
                         self.transition(Some(word), State::HalfOpen, true);
                         continue;
                     }
-                    return Err(self.reject(State::Open, self.retry.retry_after(&ctx)));
+                    return Err(self.reject(State::Open, retry_after));
                 }
                 State::HalfOpen => {
                     if self.leases.is_some() {
@@ -680,20 +862,37 @@ impl Core {
     /// Moves to `to` if the state word is still `expect` (or unconditionally). Returns
     /// whether this call made the transition (SM-13 … SM-16).
     pub(crate) fn transition(&self, expect: Option<u64>, to: State, notify: bool) -> bool {
+        self.shift(expect, to, notify, None)
+    }
+
+    /// `transition`, made by the fleet (`remote`: not told back to the store) or locally.
+    fn shift(
+        &self,
+        expect: Option<u64>,
+        to: State,
+        notify: bool,
+        remote: Option<&SharedState>,
+    ) -> bool {
         let mut t = self.lock();
         let current = self.word.load(Ordering::Acquire);
         if t.retired || expect.is_some_and(|e| e != current) {
             return false;
         }
+        if let (Some(shared), Some(f)) = (remote, self.fleet.get()) {
+            if !self.take_version(f, shared) {
+                return false;
+            }
+        }
         let from = state_of(current);
         let epoch = epoch_of(current).wrapping_add(1) & EPOCH_MASK;
         let now = self.clock.now_nanos();
         let wall = self.clock.wall();
-        let reopens = match (from, to) {
-            (State::HalfOpen, State::Open) => {
+        let reopens = match (from, to, remote) {
+            (_, _, Some(shared)) => shared.reopens,
+            (State::HalfOpen, State::Open, _) => {
                 self.reopens.load(Ordering::Relaxed).saturating_add(1)
             }
-            (_, State::Closed) => 0,
+            (_, State::Closed, _) => 0,
             _ => self.reopens.load(Ordering::Relaxed),
         };
         self.reopens.store(reopens, Ordering::Release);
@@ -708,9 +907,29 @@ impl Core {
         if to == State::Open {
             self.seed.store(fresh_seed(epoch), Ordering::Release);
         }
+        let fleet = self.fleet.get();
+        if let Some(f) = fleet {
+            match remote {
+                Some(shared) if to == State::Open => self.set_fleet_deadline(shared),
+                _ => f.until.store(0, Ordering::Release),
+            }
+        }
         self.changed.store(now, Ordering::Release);
         self.word.store(pack(to, epoch), Ordering::Release);
         t.changed_wall = wall;
+        if let (Some(f), None) = (fleet, remote) {
+            // Told in transition order (under the lock); the sink only hands it over.
+            let wait = (to == State::Open)
+                .then(|| {
+                    let ctx = RetryContext::new(Duration::ZERO, reopens)
+                        .with_seed(self.seed.load(Ordering::Acquire));
+                    self.retry.wait(&ctx)
+                })
+                .flatten();
+            let base = f.version.load(Ordering::Acquire);
+            let change = Change::new(from, to, reopens, wait, epoch, expect.is_none(), base);
+            contained(|| f.sink.changed(change));
+        }
         if notify && self.dispatch.is_active() {
             // In line while the transition is still exclusive (SM-19); `t` is released
             // before any listener runs (SM-16, SM-18).
@@ -736,6 +955,10 @@ impl Core {
             consecutive_failures: count_in(self.streak.load(Ordering::Acquire), epoch).unwrap_or(0),
             pending_signals: self.dispatch.pending(),
             coalesced_signals: self.dispatch.coalesced(),
+            store_connected: self
+                .fleet
+                .get()
+                .map(|f| contained(|| f.sink.connected()).unwrap_or(false)),
         }
     }
 
@@ -745,8 +968,8 @@ impl Core {
         if state_of(self.word.load(Ordering::Acquire)) != State::Open {
             return None;
         }
-        self.retry
-            .retry_after(&self.retry_context(self.clock.now_nanos()))
+        let now = self.clock.now_nanos();
+        self.open_wait(&self.retry_context(now), now).1
     }
 
     /// Half-open calls currently running.
