@@ -16,3 +16,4 @@ mod metrics_backend;
 mod promtool;
 mod server;
 mod status;
+mod store_gauge;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::core::{Core, Parts};
 use crate::listeners::spawn::{Spawner, async_hook};
-use crate::listeners::{AsyncListener, CallSink, Listener};
+use crate::listeners::{AsyncListener, CallSink, EventSink, Listener};
 use crate::permits::{Permit, RampUp};
 use crate::recovery::{ByTripper, Recovery};
 use crate::retries::{Cooldown, Retry};
@@ -388,7 +388,7 @@ impl<F: Face> Builder<F> {
             None => (State::Closed, None),
         };
         if let Some(store) = &self.store {
-            core.attach_store(&**store);
+            core.attach_store(&**store, EventSink::new(&listeners, &async_listeners));
         }
         for l in &listeners {
             l.on_attach(&self.name, state);

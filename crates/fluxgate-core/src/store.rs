@@ -350,6 +350,45 @@ impl StoreLink {
         }
     }
 
+    /// Tells the breaker's listeners ([`Listener::on_store_connection`]) that the store
+    /// lost (`false`) or regained (`true`) its connection to the fleet. Call it from the
+    /// store's own thread, once per change (the breaker reports the state at attach time
+    /// itself, from [`StoreSink::connected`]). Listener panics are contained.
+    ///
+    /// [`Listener::on_store_connection`]: crate::listeners::Listener::on_store_connection
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use fluxgate_core::store::*;
+    /// # #[derive(Clone, Default)] struct Keep(Arc<Mutex<Option<StoreLink>>>);
+    /// # struct Quiet;
+    /// # impl StoreSink for Quiet { fn changed(&self, _: Change) {} }
+    /// # impl StateStore for Keep {
+    /// #     fn attach(&self, l: StoreLink) -> Box<dyn StoreSink> { *self.0.lock().unwrap() = Some(l); Box::new(Quiet) }
+    /// # }
+    /// # let keep = Keep::default();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// struct Watch(Arc<Mutex<Vec<bool>>>);
+    /// impl fluxgate_core::listeners::Listener for Watch {
+    ///     fn on_signal(&self, _: &fluxgate_core::Signal) -> Result<(), fluxgate_core::listeners::ListenerError> { Ok(()) }
+    ///     fn on_store_connection(&self, _: &str, connected: bool) { self.0.lock().unwrap().push(connected) }
+    /// }
+    /// let cb = fluxgate_core::CircuitBreaker::builder("db")
+    ///     .store(keep.clone())
+    ///     .listener(Watch(seen.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// let link = keep.0.lock().unwrap().clone().unwrap();
+    /// link.connection(false);
+    /// assert_eq!(*seen.lock().unwrap(), [true, false]); // at attach, then the loss
+    /// # drop(cb);
+    /// ```
+    pub fn connection(&self, connected: bool) {
+        if let Some(c) = self.core.upgrade() {
+            c.store_connection(connected);
+        }
+    }
+
     /// Tells the breaker that its `change` was written as the fleet's state `shared`
     /// (with the new version). If the breaker took an older fleet state after making the
     /// change (the store's delivery crossed it), it takes `shared`, which is newer;
@@ -579,12 +618,24 @@ impl MemoryStore {
     /// s.set_connected(false);
     /// ```
     pub fn set_connected(&self, yes: bool) {
-        let mut m = lock(&self.inner);
-        m.connected = yes;
-        for member in &m.members {
-            member
-                .connected
-                .store(yes, std::sync::atomic::Ordering::Release);
+        let links: Vec<StoreLink> = {
+            let mut m = lock(&self.inner);
+            let changed = m.connected != yes;
+            m.connected = yes;
+            for member in &m.members {
+                member
+                    .connected
+                    .store(yes, std::sync::atomic::Ordering::Release);
+            }
+            if changed {
+                m.members.iter().map(|member| member.link.clone()).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        // Outside the store's lock: listener code runs here.
+        for link in links {
+            link.connection(yes);
         }
     }
 

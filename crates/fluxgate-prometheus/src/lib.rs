@@ -186,6 +186,22 @@ pub const CALL_DURATION_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Name of the gauge of a breaker's shared store (a fleet): 1 while the store reaches the
+/// fleet, 0 while the breaker runs on local state alone; label `circuit_name`. Exposed
+/// only for breakers built with a store, from its first report on.
+///
+/// ```
+/// assert_eq!(fluxgate_prometheus::STORE_CONNECTED_METRIC, "circuit_breaker_store_connected");
+/// ```
+pub const STORE_CONNECTED_METRIC: &str = "circuit_breaker_store_connected";
+
+/// Help text of the store gauge.
+///
+/// ```
+/// assert!(fluxgate_prometheus::STORE_CONNECTED_HELP.contains("store"));
+/// ```
+pub const STORE_CONNECTED_HELP: &str = "Whether the circuit breaker's shared state store is reachable (1) or the breaker runs on local state (0)";
+
 /// The transitions a breaker makes on its own. Their counters are created at zero when a
 /// breaker is attached, so that `rate()` and `increase()` see the very first trip (a
 /// series that appears with value 1 has no earlier sample to compare with).

@@ -18,13 +18,15 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use super::calls::{CallHandles, CallSeries, outcome_index};
 use super::{
     CALL_DURATION_BUCKETS, CALL_DURATION_HELP, CALL_DURATION_METRIC, CALLS_HELP, CALLS_METRIC,
-    Exporter, STATE_HELP, STATE_METRIC, Sink, TRANSITION_HELP, TRANSITION_METRIC,
+    Exporter, STATE_HELP, STATE_METRIC, STORE_CONNECTED_HELP, STORE_CONNECTED_METRIC, Sink,
+    TRANSITION_HELP, TRANSITION_METRIC,
 };
 use fluxgate_core::listeners::{CallEvent, CallOutcome, Listener, ListenerError};
 use fluxgate_core::{Signal, State};
@@ -78,6 +80,8 @@ struct Inner {
     registry: Registry,
     /// The call metrics, registered in `registry` by the first `with_call_metrics`.
     calls: Mutex<Option<Arc<Calls>>>,
+    /// `circuit_breaker_store_connected`, registered when a store first reports.
+    store: Mutex<Option<IntGaugeVec>>,
 }
 
 /// The opt-in call metrics: the two vectors and the handles of each attached circuit.
@@ -686,6 +690,7 @@ impl PrometheusListener {
                 exporter: Exporter::new(store, Arc::new(Mutex::new(()))),
                 registry,
                 calls: Mutex::new(None),
+                store: Mutex::new(None),
             }),
             calls: None,
         };
@@ -768,6 +773,14 @@ impl PrometheusListener {
     /// ```
     pub fn remove_circuit(&self, circuit_name: &str) {
         self.inner.exporter.remove(circuit_name);
+        if let Some(store) = &*self
+            .inner
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            let _ = store.remove_label_values(&[circuit_name]);
+        }
         let calls = self
             .inner
             .calls
@@ -830,6 +843,45 @@ impl Listener for PrometheusListener {
     fn on_call(&self, call: &CallEvent<'_>) {
         if let Some(calls) = &self.calls {
             calls.series.record(call);
+        }
+    }
+
+    /// Sets [`STORE_CONNECTED_METRIC`](super::STORE_CONNECTED_METRIC)
+    /// `{circuit_name}` to 1 or 0, registering the gauge in the listener's registry the
+    /// first time a store reports (breakers without a store add nothing to the
+    /// exposition).
+    fn on_store_connection(&self, circuit_name: &str, connected: bool) {
+        let mut store = self
+            .inner
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if store.is_none() {
+            let gauge = IntGaugeVec::new(
+                Opts::new(STORE_CONNECTED_METRIC, STORE_CONNECTED_HELP),
+                &["circuit_name"],
+            )
+            .and_then(|gauge| {
+                self.inner.registry.register(Box::new(gauge.clone()))?;
+                Ok(gauge)
+            });
+            match gauge {
+                Ok(gauge) => *store = Some(gauge),
+                Err(error) => {
+                    tracing::error!(
+                        target: "fluxgate",
+                        listener = "PrometheusListener",
+                        %error,
+                        "cannot register the store gauge"
+                    );
+                    return;
+                }
+            }
+        }
+        if let Some(gauge) = &*store {
+            gauge
+                .with_label_values(&[circuit_name])
+                .set(i64::from(connected));
         }
     }
 

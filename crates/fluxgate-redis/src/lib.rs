@@ -696,8 +696,21 @@ impl Worker {
         }
     }
 
+    /// Tells every attached breaker's listeners that the connection came or went.
+    fn tell_connection(&self, connected: bool) {
+        let links: Vec<StoreLink> = lock(&self.shared.regs)
+            .iter()
+            .map(|r| r.link.clone())
+            .collect();
+        for link in links {
+            link.connection(connected);
+        }
+    }
+
     fn up(&mut self) {
-        self.shared.connected.store(true, Ordering::Release);
+        if !self.shared.connected.swap(true, Ordering::AcqRel) {
+            self.tell_connection(true);
+        }
         self.backoff = Duration::from_millis(50);
         if self.down_since_logged {
             tracing::info!(target: "fluxgate", store = "redis", redis = %self.shared.addr, "fleet store reconnected; reconciling with the fleet's state");
@@ -708,7 +721,9 @@ impl Worker {
     fn down(&mut self, e: &redis::RedisError) {
         self.con = None;
         self.polled = None;
-        self.shared.connected.store(false, Ordering::Release);
+        if self.shared.connected.swap(false, Ordering::AcqRel) {
+            self.tell_connection(false);
+        }
         if !self.down_since_logged {
             tracing::warn!(target: "fluxgate", store = "redis", redis = %self.shared.addr, error = %e, "fleet store unreachable; breakers work on local state until it is back");
             self.down_since_logged = true;

@@ -719,3 +719,57 @@ fn racing_instances_converge_on_the_fleet_state() {
         fleet.iter().all(|cb| Some(cb.state()) == fleet_state)
     });
 }
+
+/// Records what `on_store_connection` says.
+#[derive(Clone, Default)]
+struct Connection(Arc<std::sync::Mutex<Vec<bool>>>);
+
+impl fluxgate_core::listeners::Listener for Connection {
+    fn on_signal(
+        &self,
+        _: &fluxgate_core::Signal,
+    ) -> Result<(), fluxgate_core::listeners::ListenerError> {
+        Ok(())
+    }
+    fn on_store_connection(&self, circuit_name: &str, connected: bool) {
+        assert_eq!(circuit_name, "watched");
+        self.0.lock().unwrap().push(connected);
+    }
+}
+
+impl Connection {
+    fn seen(&self) -> Vec<bool> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn listeners_hear_the_store_go_and_come_back_once_each() {
+    let Some(mut server) = Server::start() else {
+        return;
+    };
+    let s = store(&server.url());
+    let heard = Connection::default();
+    let cb = CircuitBreaker::builder("watched")
+        .store(s.clone())
+        .listener(heard.clone())
+        .build()
+        .unwrap();
+    wait_for("connected", || s.is_connected());
+    // At attach the store may not have connected yet: [false, true] or [true].
+    wait_for("told it is connected", || {
+        heard.seen().last() == Some(&true)
+    });
+    let before = heard.seen().len();
+    server.signal("-STOP");
+    wait_for("told of the loss", || heard.seen().last() == Some(&false));
+    server.signal("-CONT");
+    wait_for("told of the return", || heard.seen().last() == Some(&true));
+    let seen = heard.seen();
+    assert_eq!(seen[before..], [false, true], "once each: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] != w[1]),
+        "no repeats: {seen:?}"
+    );
+    drop(cb);
+}

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::clock::Clock;
 use crate::error::RejectionName;
-use crate::listeners::{CallEvent, CallOutcome, CallSink, Listener};
+use crate::listeners::{CallEvent, CallOutcome, CallSink, EventSink, Listener};
 use crate::permits::Permit;
 use crate::recovery::{Recovery, RecoveryContext, Verdict};
 use crate::retries::{Retry, RetryContext};
@@ -182,6 +182,8 @@ struct Fleet {
     version: AtomicU64,
     leases: bool,
     lease_retry_after: Duration,
+    /// The breaker's listeners, told when the store's connection comes and goes.
+    events: EventSink,
 }
 
 /// Runs a store's code on a caller's thread; a panic in it is contained.
@@ -290,7 +292,7 @@ impl Core {
     }
 
     /// Attaches this (new) core to `store` (`Builder::store`); called once, at build time.
-    pub(crate) fn attach_store(self: &Arc<Self>, store: &dyn StateStore) {
+    pub(crate) fn attach_store(self: &Arc<Self>, store: &dyn StateStore, events: EventSink) {
         let link = StoreLink::new(self.name.clone(), Arc::downgrade(self));
         let Some(sink) = contained(|| store.attach(link)) else {
             return;
@@ -305,11 +307,24 @@ impl Core {
             version: AtomicU64::new(0),
             leases,
             lease_retry_after,
+            events,
         };
         if self.fleet.set(fleet).is_ok() {
             if let Some(f) = self.fleet.get() {
                 contained(|| f.sink.attached());
+                // The listeners learn the store's state from the start (a gauge exists
+                // before the first outage); later changes come through the link.
+                let connected = contained(|| f.sink.connected()).unwrap_or(false);
+                f.events.store_connection(&self.name, connected);
             }
+        }
+    }
+
+    /// Tells the listeners that the store lost (`false`) or regained (`true`) its
+    /// connection (`StoreLink::connection`).
+    pub(crate) fn store_connection(&self, connected: bool) {
+        if let Some(f) = self.fleet.get() {
+            f.events.store_connection(&self.name, connected);
         }
     }
 

@@ -250,6 +250,28 @@ pub trait Listener: Send + Sync + 'static {
         let _ = call;
     }
 
+    /// Called when the shared store of a breaker built with one (a fleet, see
+    /// `Builder::store`) loses or regains its connection, from the store's own thread:
+    /// once with `false` when the breaker goes on on local state alone, once with `true`
+    /// when the store reaches the fleet again. The default does nothing; the Prometheus
+    /// listener keeps a `circuit_breaker_store_connected` gauge.
+    ///
+    /// ```
+    /// use fluxgate_core::listeners::{Listener, ListenerError};
+    /// use fluxgate_core::Signal;
+    /// struct Pager;
+    /// impl Listener for Pager {
+    ///     fn on_signal(&self, _: &Signal) -> Result<(), ListenerError> { Ok(()) }
+    ///     fn on_store_connection(&self, circuit_name: &str, connected: bool) {
+    ///         if !connected { eprintln!("{circuit_name}: fleet store unreachable, local state only") }
+    ///     }
+    /// }
+    /// Pager.on_store_connection("payment_api", false);
+    /// ```
+    fn on_store_connection(&self, circuit_name: &str, connected: bool) {
+        let _ = (circuit_name, connected);
+    }
+
     /// A name for log messages about this listener; the type name by default.
     fn name(&self) -> &str {
         std::any::type_name::<Self>()
@@ -275,6 +297,9 @@ macro_rules! forward_listener {
             }
             fn on_call(&self, call: &CallEvent<'_>) {
                 (**self).on_call(call)
+            }
+            fn on_store_connection(&self, circuit_name: &str, connected: bool) {
+                (**self).on_store_connection(circuit_name, connected)
             }
             fn name(&self) -> &str {
                 (**self).name()
@@ -375,6 +400,12 @@ pub trait AsyncListener: Send + Sync + 'static {
         let _ = call;
     }
 
+    /// Called when a breaker's shared store loses or regains its connection (see
+    /// [`Listener::on_store_connection`]); it must not block.
+    fn on_store_connection(&self, circuit_name: &str, connected: bool) {
+        let _ = (circuit_name, connected);
+    }
+
     /// A name for log messages about this listener; the type name by default.
     fn name(&self) -> &str {
         std::any::type_name::<Self>()
@@ -431,6 +462,50 @@ pub(crate) fn notify_one(listener: &dyn Listener, signal: &Signal) {
             panic = panic_message(&*panic),
             "listener panicked"
         ),
+    }
+}
+
+/// Every listener of one breaker, for the events other than signals and calls that come
+/// from outside the call path (a store's connection).
+pub(crate) struct EventSink {
+    sync: Box<[std::sync::Arc<dyn Listener>]>,
+    asynchronous: Box<[std::sync::Arc<dyn AsyncListener>]>,
+}
+
+impl EventSink {
+    pub(crate) fn new(
+        sync: &[std::sync::Arc<dyn Listener>],
+        asynchronous: &[std::sync::Arc<dyn AsyncListener>],
+    ) -> EventSink {
+        EventSink {
+            sync: sync.into(),
+            asynchronous: asynchronous.into(),
+        }
+    }
+
+    /// Tells every listener that `circuit_name`'s store is connected or not; a panic is
+    /// caught and logged.
+    pub(crate) fn store_connection(&self, circuit_name: &str, connected: bool) {
+        let log = |listener: &str| {
+            tracing::error!(
+                target: "fluxgate",
+                listener,
+                circuit = circuit_name,
+                "listener panicked in on_store_connection"
+            )
+        };
+        for l in self.sync.iter() {
+            let tell = AssertUnwindSafe(|| l.on_store_connection(circuit_name, connected));
+            if catch_unwind(tell).is_err() {
+                log(l.name());
+            }
+        }
+        for l in self.asynchronous.iter() {
+            let tell = AssertUnwindSafe(|| l.on_store_connection(circuit_name, connected));
+            if catch_unwind(tell).is_err() {
+                log(l.name());
+            }
+        }
     }
 }
 
