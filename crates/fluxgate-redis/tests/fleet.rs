@@ -745,7 +745,7 @@ impl Connection {
 
 #[test]
 fn listeners_hear_the_store_go_and_come_back_once_each() {
-    let Some(mut server) = Server::start() else {
+    let Some(server) = Server::start() else {
         return;
     };
     let s = store(&server.url());
