@@ -269,7 +269,7 @@ impl CircuitBreaker {
     /// let v = cb.call(|| Ok::<_, std::io::Error>(42)).unwrap();
     /// assert_eq!(v, 42);
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn call<T, E, F>(&self, f: F) -> Result<T, Error<E>>
     where
         F: FnOnce() -> Result<T, E>,

@@ -718,6 +718,17 @@ impl Core {
     /// Phase two: the call finished with `outcome` (SM-3 … SM-11, SM-17).
     #[inline]
     pub(crate) fn record(&self, adm: &mut Admission, outcome: Outcome) {
+        self.record_inline(adm, outcome)
+    }
+
+    /// [`record`](Self::record) of a success, out of line and specialised.
+    #[inline(never)]
+    pub(crate) fn record_success(&self, adm: &mut Admission) {
+        self.record_inline(adm, Outcome::Success)
+    }
+
+    #[inline(always)]
+    fn record_inline(&self, adm: &mut Admission, outcome: Outcome) {
         if self.calls.is_some() {
             return self.record_observed(adm, outcome);
         }
