@@ -1,4 +1,4 @@
-//! Model checks of the lock-free pieces (R-1, R-7, SM-17, SM-19) with shuttle: the
+//! Model checks of the lock-free pieces (R-1, R-7, SM-17, SM-19, the fleet's lease gate) with shuttle: the
 //! crate's atomics and mutex are shuttle's under `--cfg shuttle`, and its tag widths
 //! shrink (4-bit count tags, 3-bit generation and lap tags, 2-bit epoch tags) so that a
 //! few transitions or laps already wrap every tag and run every sweep. Each test runs
@@ -379,5 +379,101 @@ fn sm8_a_timed_out_probe_counts_once_and_frees_its_slot_once() {
         let b = cb.admit().expect("a free slot");
         assert!(cb.admit().is_err());
         drop((a, b));
+    });
+}
+
+/// A store that hands out its link and records the probe leases asked for.
+#[derive(Clone, Default)]
+struct Gate {
+    link: Arc<Mutex<Option<fluxgate_core::store::StoreLink>>>,
+    wanted: Arc<Mutex<Vec<u64>>>,
+}
+
+struct GateSink(Arc<Mutex<Vec<u64>>>);
+
+impl fluxgate_core::store::StoreSink for GateSink {
+    fn changed(&self, _: fluxgate_core::store::Change) {}
+    fn wants_probe(&self, epoch: u64) {
+        self.0.lock().unwrap().push(epoch);
+    }
+    fn leases_probes(&self) -> bool {
+        true
+    }
+}
+
+impl fluxgate_core::store::StateStore for Gate {
+    fn attach(
+        &self,
+        link: fluxgate_core::store::StoreLink,
+    ) -> Box<dyn fluxgate_core::store::StoreSink> {
+        *self.link.lock().unwrap() = Some(link);
+        Box::new(GateSink(self.wanted.clone()))
+    }
+}
+
+#[test]
+fn fleet_a_probe_needs_the_lease_of_its_open_period_and_the_fleets_deadline() {
+    use fluxgate_core::store::SharedState;
+    use shuttle::sync::atomic::{AtomicU8, Ordering};
+    check("fleet lease gate", || {
+        let clock = ManualClock::new();
+        let gate = Gate::default();
+        let cb = Arc::new(
+            CircuitBreaker::builder("fleet")
+                .tripper(FailureStreak::new(1))
+                .retry(Cooldown::new(Duration::from_secs(10)))
+                .permit(permits::All)
+                .max_half_open_calls(1)
+                .clock(clock.clone())
+                .store(gate.clone())
+                .build()
+                .unwrap(),
+        );
+        fail(&cb);
+        clock.advance(Duration::from_secs(10));
+        // Due, but no lease yet: rejected, and the lease is asked for.
+        assert!(cb.admit().is_err());
+        let epoch = *gate
+            .wanted
+            .lock()
+            .unwrap()
+            .last()
+            .expect("a lease asked for");
+        let link = gate.link.lock().unwrap().clone().unwrap();
+        // 0: nothing granted; 1: the grant may have happened; 2: the fleet set a new
+        // deadline (10 s ahead) for this open period.
+        let phase = Arc::new(AtomicU8::new(0));
+        let store = {
+            let phase = phase.clone();
+            thread::spawn(move || {
+                phase.store(1, Ordering::SeqCst);
+                link.grant_probe(epoch);
+                let later = SharedState::new(State::Open, 0, Some(Duration::from_secs(10)));
+                link.apply(later.with_version(2));
+                phase.store(2, Ordering::SeqCst);
+            })
+        };
+        let caller = {
+            let cb = cb.clone();
+            let phase = phase.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    let before = phase.load(Ordering::SeqCst);
+                    let admitted = cb.admit();
+                    let after = phase.load(Ordering::SeqCst);
+                    if let Ok(ticket) = admitted {
+                        assert!(after >= 1, "a probe without the fleet's lease");
+                        assert!(before < 2, "a probe before the fleet's new deadline");
+                        assert_eq!(ticket.state(), State::HalfOpen);
+                        ticket.failure();
+                    }
+                }
+            })
+        };
+        store.join().unwrap();
+        caller.join().unwrap();
+        // However it went, no probe is in flight and the breaker is open again.
+        assert_eq!(cb.half_open_in_flight(), 0);
+        assert_eq!(cb.state(), State::Open);
     });
 }
