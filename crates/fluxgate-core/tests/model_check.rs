@@ -1,5 +1,5 @@
-//! Model checks of the lock-free pieces (R-1, R-7, SM-17, SM-19, the fleet's lease gate) with shuttle: the
-//! crate's atomics and mutex are shuttle's under `--cfg shuttle`, and its tag widths
+//! Model checks of the lock-free pieces (R-1, R-7, SM-17, SM-19, the fleet's lease gate)
+//! with shuttle: the crate's atomics and mutex are shuttle's under `--cfg shuttle`, and its tag widths
 //! shrink (4-bit count tags, 3-bit generation and lap tags, 2-bit epoch tags) so that a
 //! few transitions or laps already wrap every tag and run every sweep. Each test runs
 //! thousands of random and PCT schedules of real threads over the code that ships.
