@@ -788,3 +788,71 @@ fn both_breakers_are_send_sync_and_clone() {
     assert_traits::<fluxgate::AsyncCircuitBreaker>();
     let _ = CountWindow::new(1);
 }
+
+// The quick check of a success (a count window full of equal successes, streak 0):
+// whatever it skips must be what the full record would have done anyway.
+
+fn full_of_successes(cb: &CircuitBreaker) {
+    for _ in 0..100 {
+        cb.call(|| Ok::<_, io::Error>(())).unwrap();
+    }
+    assert_eq!(cb.info().metric.total_count, 100);
+}
+
+#[test]
+fn sm17_a_stale_success_is_dropped_when_the_window_is_full_of_successes() {
+    let cb = CircuitBreaker::builder("svc").build().unwrap();
+    full_of_successes(&cb);
+    let stale = cb.admit().unwrap();
+    cb.force_open();
+    cb.reset(); // closed again, a new epoch, an empty window
+    stale.success();
+    assert_eq!(cb.info().metric.total_count, 0);
+    let stale = cb.admit().unwrap();
+    cb.metrics_only();
+    stale.success();
+    assert_eq!(cb.info().state, State::MetricsOnly);
+    assert_eq!(cb.info().metric.total_count, 0);
+}
+
+#[test]
+fn sm4_a_success_after_a_failure_resets_the_streak_with_a_full_window() {
+    let cb = CircuitBreaker::builder("svc").build().unwrap();
+    full_of_successes(&cb);
+    let _ = cb.call(|| Err::<(), _>(io::Error::other("down")));
+    assert_eq!(cb.info().consecutive_failures, 1);
+    cb.call(|| Ok::<_, io::Error>(())).unwrap();
+    let info = cb.info();
+    assert_eq!(info.consecutive_failures, 0);
+    assert_eq!(
+        (info.metric.total_count, info.metric.failure_count),
+        (100, 1)
+    );
+    // The failure ages out with the 100th success after it; only then is the window
+    // uniform again.
+    for _ in 0..98 {
+        cb.call(|| Ok::<_, io::Error>(())).unwrap();
+    }
+    assert_eq!(cb.info().metric.failure_count, 1);
+    cb.call(|| Ok::<_, io::Error>(())).unwrap();
+    assert_eq!(cb.info().metric.failure_count, 0);
+}
+
+#[test]
+fn sm3_a_stateful_tripper_is_asked_after_every_success_even_with_a_full_window() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let seen = asked.clone();
+    let cb = CircuitBreaker::builder("svc")
+        .tripper(move |_: &TripContext| {
+            seen.fetch_add(1, Ordering::Relaxed);
+            false
+        })
+        .build()
+        .unwrap();
+    full_of_successes(&cb);
+    let before = asked.load(Ordering::Relaxed);
+    for _ in 0..10 {
+        cb.call(|| Ok::<_, io::Error>(())).unwrap();
+    }
+    assert_eq!(asked.load(Ordering::Relaxed), before + 10);
+}

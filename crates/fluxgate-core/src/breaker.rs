@@ -223,9 +223,7 @@ macro_rules! shared_face_methods {
             /// ```
             #[inline]
             pub fn admit(&self) -> Result<crate::Ticket<'_>, crate::CallNotPermitted> {
-                self.core
-                    .admit()
-                    .map(|adm| crate::Ticket::new(&self.core, adm))
+                crate::Ticket::admit(&self.core)
             }
 
             /// Like [`admit`](Self::admit), but the ticket owns a handle to the breaker,
@@ -238,9 +236,7 @@ macro_rules! shared_face_methods {
             /// assert_eq!(cb.info().metric.total_count, 1);
             /// ```
             pub fn admit_owned(&self) -> Result<crate::Ticket<'static>, crate::CallNotPermitted> {
-                self.core
-                    .admit()
-                    .map(|adm| crate::Ticket::owned(self.core.clone(), adm))
+                crate::Ticket::admit_owned(&self.core)
             }
         }
     };

@@ -131,7 +131,7 @@ pub trait Face: sealed::Sealed + Clone + Send + Sync + fmt::Debug + 'static {
     /// assert_eq!(cb.info().metric.total_count, 1);
     /// ```
     fn admit(&self) -> Result<Ticket<'_>, CallNotPermitted> {
-        self.core().admit().map(|adm| Ticket::new(self.core(), adm))
+        Ticket::admit(self.core())
     }
 
     /// Moves to `closed`, notifying listeners (SM-13).

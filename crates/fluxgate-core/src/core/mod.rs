@@ -1,6 +1,7 @@
 //! The state machine every face shares: state word, window, streak, half-open slots and
 //! the ordered signal queue. Faces (`CircuitBreaker`, `AsyncCircuitBreaker`, the tower
-//! service) are thin wrappers around [`Core::admit`] and [`Ticket`].
+//! service) are thin wrappers around [`Ticket::admit`] (`Core::admit_fast`, then
+//! `Core::admit_slow`) and the [`Ticket`] it returns.
 //!
 //! Invariants:
 //! - `word` packs the state and a 61-bit epoch; every transition stores a new epoch, so a
@@ -215,6 +216,10 @@ pub struct Core {
     /// The tripper is stateless: a success that leaves window and streak as they were
     /// cannot change its answer, so it is neither recorded nor asked.
     quiet_successes: bool,
+    /// A success in `closed` can be checked for "changes nothing" before any other work
+    /// (`success_is_quiet`): quiet successes, a count window, no clock reading needed and
+    /// no listener that wants calls.
+    quick_successes: bool,
     max_half_open_calls: u32,
     window: Arc<AnyWindow>,
     tracker: Box<dyn Tracker>,
@@ -256,6 +261,12 @@ impl Core {
         let wall = p.clock.wall();
         let needs_now = p.time_calls || p.window.needs_time();
         let dispatch = Dispatcher::new(p.name.clone(), p.listeners, p.hook);
+        let quiet_successes = p.tripper.stateless();
+        let quick_successes = quiet_successes
+            && !needs_now
+            && !p.window_durations
+            && p.calls.is_none()
+            && matches!(*p.window, AnyWindow::Count(_));
         Core {
             word: AtomicU64::new(pack(State::Closed, 0)),
             streak: AtomicU64::new(counted(0, 0)),
@@ -272,7 +283,8 @@ impl Core {
             time_calls: p.time_calls,
             window_durations: p.window_durations,
             needs_now,
-            quiet_successes: p.tripper.stateless(),
+            quiet_successes,
+            quick_successes,
             max_half_open_calls: p.max_half_open_calls,
             window: p.window,
             tracker: p.tracker,
@@ -499,16 +511,16 @@ impl Core {
             .with_seed(self.seed.load(Ordering::Acquire))
     }
 
-    /// Phase one: may a call run now? (SM-6 … SM-12)
+    /// Phase one, its inline part: may a call run now? (SM-6 … SM-12)
     ///
-    /// `closed`, `metrics_only` and `disabled` are decided inline, in the caller's frame;
-    /// the states that reject, or need the retry policy, a slot or a permit, go through
-    /// `admit_slow`.
+    /// `closed`, `metrics_only` and `disabled` are decided here, in the caller's frame;
+    /// `None` sends the states that reject, or need the retry policy, a slot or a
+    /// permit, to `admit_slow` (see `Ticket::admit`).
     #[inline(always)]
-    pub(crate) fn admit(&self) -> Result<Admission, CallNotPermitted> {
+    pub(crate) fn admit_fast(&self) -> Option<Admission> {
         let word = self.word.load(Ordering::Acquire);
         match state_of(word) {
-            State::Closed | State::MetricsOnly => Ok(Admission {
+            State::Closed | State::MetricsOnly => Some(Admission {
                 word,
                 start: if self.time_calls {
                     self.clock.now_nanos()
@@ -518,18 +530,18 @@ impl Core {
                 slot: Slot::None,
                 lease: 0,
             }),
-            State::Disabled => Ok(Admission {
+            State::Disabled => Some(Admission {
                 word,
                 start: 0,
                 slot: Slot::None,
                 lease: 0,
             }),
-            _ => self.admit_slow(),
+            _ => None,
         }
     }
 
     #[inline(never)]
-    fn admit_slow(&self) -> Result<Admission, CallNotPermitted> {
+    pub(crate) fn admit_slow(&self) -> Result<Admission, CallNotPermitted> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             match state_of(word) {
@@ -721,10 +733,37 @@ impl Core {
         self.record_inline(adm, outcome)
     }
 
-    /// [`record`](Self::record) of a success, out of line and specialised.
-    #[inline(never)]
+    /// [`record`](Self::record) of a success: the check that it changes nothing inline,
+    /// the rest out of line and specialised.
+    #[inline(always)]
     pub(crate) fn record_success(&self, adm: &mut Admission) {
+        if !self.success_is_quiet(adm) {
+            self.record_success_slow(adm)
+        }
+    }
+
+    #[inline(never)]
+    fn record_success_slow(&self, adm: &mut Admission) {
         self.record_inline(adm, Outcome::Success)
+    }
+
+    /// Whether a success admitted by `adm` would be dropped by `record_at` as changing
+    /// nothing, decided from the same words without any other work: admitted in
+    /// `closed` or `metrics_only`, the count window of its epoch full of equal successes
+    /// (nothing written) and the streak of its epoch 0. Whether the breaker is still in
+    /// the state and epoch of `adm` need not be read: if it moved on, `record_at` drops
+    /// the outcome too (SM-17). Only for breakers whose every other step would be a
+    /// no-op for such a call (`quick_successes`).
+    #[inline(always)]
+    fn success_is_quiet(&self, adm: &Admission) -> bool {
+        const CLOSED: u64 = State::Closed as u64;
+        const METRICS_ONLY: u64 = State::MetricsOnly as u64;
+        if !self.quick_successes || !matches!(adm.word & STATE_MASK, CLOSED | METRICS_ONLY) {
+            return false;
+        }
+        let epoch = epoch_of(adm.word);
+        matches!(&*self.window, AnyWindow::Count(w) if w.success_is_quiet(epoch))
+            && count_in(self.streak.load(Ordering::Acquire), epoch) == Some(0)
     }
 
     #[inline(always)]

@@ -63,6 +63,18 @@ impl std::ops::Deref for CoreRef<'_> {
 }
 
 impl Ticket<'static> {
+    /// [`Ticket::admit`] with a ticket that owns a handle to `core`.
+    #[inline(always)]
+    pub(crate) fn admit_owned(core: &Arc<Core>) -> Result<Self, crate::CallNotPermitted> {
+        match core.admit_fast() {
+            Some(adm) => Ok(Ticket::owned(core.clone(), adm)),
+            None => core
+                .admit_slow()
+                .map(|adm| Ticket::owned(core.clone(), adm)),
+        }
+    }
+
+    #[inline(always)]
     pub(crate) fn owned(core: Arc<Core>, adm: Admission) -> Self {
         Ticket {
             core: CoreRef::Owned(core),
@@ -72,6 +84,18 @@ impl Ticket<'static> {
 }
 
 impl<'a> Ticket<'a> {
+    /// A ticket for a call on `core`, if it admits one. The states decided inline build
+    /// the ticket in place; moving an admission out of a `Result` made with the
+    /// out-of-line path costs a store-forwarding stall on every call.
+    #[inline(always)]
+    pub(crate) fn admit(core: &'a Core) -> Result<Self, crate::CallNotPermitted> {
+        match core.admit_fast() {
+            Some(adm) => Ok(Ticket::new(core, adm)),
+            None => core.admit_slow().map(|adm| Ticket::new(core, adm)),
+        }
+    }
+
+    #[inline(always)]
     pub(crate) fn new(core: &'a Core, adm: Admission) -> Self {
         Ticket {
             core: CoreRef::Borrowed(core),
@@ -107,10 +131,10 @@ impl<'a> Ticket<'a> {
     /// let cb = fluxgate_core::CircuitBreaker::builder("db").build().unwrap();
     /// cb.admit().unwrap().success();
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn success(mut self) {
-        // Its own out-of-line copy of `record`, with the outcome known: the hot path
-        // of every face.
+        // The check that it changes nothing inline, then its own out-of-line copy of
+        // `record` with the outcome known: the hot path of every face.
         self.core.record_success(&mut self.adm);
     }
 

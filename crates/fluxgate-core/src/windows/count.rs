@@ -195,6 +195,15 @@ impl CountWindow {
         m
     }
 
+    /// Whether a success without duration, recorded for the breaker's `generation`,
+    /// would leave the window as it is (what `record_changed` would answer `false` to,
+    /// without writing).
+    #[inline(always)]
+    pub(crate) fn success_is_quiet(&self, generation: u64) -> bool {
+        let tag = tagged::tag_of(self.effective(generation), TAG_BITS);
+        self.uniform(tag, false)
+    }
+
     /// Whether the window of `tag` is full of records equal to `(failure, duration 0)`.
     ///
     /// Read from the running totals: `size` records, all or none of them failures, summed
