@@ -186,27 +186,34 @@ where
 #[derive(Clone)]
 pub struct CallNotPermitted {
     name: Name,
-    /// The state in the top `STATE_BITS` bits, `retry_after` in nanoseconds below
-    /// (`NO_RETRY_AFTER` for none). One word instead of an `Option<Duration>` and a
-    /// byte: every field of a rejection is then a whole word, so the copies a rejection
-    /// goes through on its way to the caller are word moves that the processor forwards
-    /// from store to load, and every `Result` of a protected call stays at 32 bytes.
+    /// The state in the top `STATE_SHIFT` bits, `retry_after` below (see `pack`). One
+    /// word instead of an `Option<Duration>` and a byte: every field of a rejection is
+    /// then a whole word, so the copies a rejection goes through on its way to the caller
+    /// are word moves that the processor forwards from store to load (a byte-sized state
+    /// read back with a wider load stalled every rejection), and every `Result` of a
+    /// protected call stays at 32 bytes.
     packed: u64,
 }
 
 const STATE_SHIFT: u32 = 61;
-const NO_RETRY_AFTER: u64 = (1 << STATE_SHIFT) - 1;
+/// Set when the value below counts microseconds instead of nanoseconds.
+const MICROS: u64 = 1 << 60;
+const VALUE: u64 = MICROS - 1;
+/// No `retry_after`.
+const NO_RETRY_AFTER: u64 = MICROS | VALUE;
 
-/// A rejection's state and `retry_after`, to the nanosecond, up to 73 years.
+/// A rejection's state and `retry_after`: to the nanosecond up to 36 years, to the
+/// microsecond beyond, saturating at 36 000 years.
 #[inline]
 fn pack(state: State, retry_after: Option<Duration>) -> u64 {
-    let nanos = match retry_after {
-        Some(d) => {
-            u64::try_from(d.as_nanos()).map_or(NO_RETRY_AFTER - 1, |n| n.min(NO_RETRY_AFTER - 1))
-        }
+    let value = match retry_after {
         None => NO_RETRY_AFTER,
+        Some(d) => match u64::try_from(d.as_nanos()) {
+            Ok(n) if n <= VALUE => n,
+            _ => MICROS | u64::try_from(d.as_micros()).map_or(VALUE - 1, |m| m.min(VALUE - 1)),
+        },
     };
-    ((state as u64) << STATE_SHIFT) | nanos
+    ((state as u64) << STATE_SHIFT) | value
 }
 
 /// Longest circuit name a rejection copies instead of sharing.
@@ -334,7 +341,8 @@ impl CallNotPermitted {
 
     /// How long until the breaker will let a probe through, when the retry policy knows
     /// (an HTTP layer sends it as `Retry-After`). `None` in `forced_open` and with
-    /// [`retries::Never`](crate::retries::Never). Kept to the nanosecond, up to 73 years.
+    /// [`retries::Never`](crate::retries::Never). Kept to the nanosecond up to 36 years, to the microsecond beyond (up to
+    /// 36 000 years).
     ///
     /// ```
     /// use std::time::Duration;
@@ -342,8 +350,11 @@ impl CallNotPermitted {
     /// assert_eq!(r.retry_after(), Some(Duration::from_secs(9)));
     /// ```
     pub fn retry_after(&self) -> Option<Duration> {
-        let nanos = self.packed & NO_RETRY_AFTER;
-        (nanos != NO_RETRY_AFTER).then(|| Duration::from_nanos(nanos))
+        match self.packed & NO_RETRY_AFTER {
+            NO_RETRY_AFTER => None,
+            v if v & MICROS != 0 => Some(Duration::from_micros(v & VALUE)),
+            v => Some(Duration::from_nanos(v)),
+        }
     }
 }
 
@@ -531,14 +542,20 @@ mod tests {
         // Every `Result` a protected call returns is at least this big.
         assert!(std::mem::size_of::<CallNotPermitted>() <= 32);
         assert!(std::mem::size_of::<Result<u64, Error<std::io::Error>>>() <= 32);
-        let d = Duration::from_nanos(NO_RETRY_AFTER - 1);
+        let d = Duration::from_nanos(VALUE);
         assert_eq!(
             CallNotPermitted::new("x", State::Open, Some(d)).retry_after(),
             Some(d)
         );
+        // Beyond 36 years, whole microseconds.
+        let d = Duration::from_nanos(u64::MAX - 1);
+        assert_eq!(
+            CallNotPermitted::new("x", State::Open, Some(d)).retry_after(),
+            Some(Duration::from_micros(d.as_micros() as u64))
+        );
         assert_eq!(
             CallNotPermitted::new("x", State::Open, Some(Duration::MAX)).retry_after(),
-            Some(d)
+            Some(Duration::from_micros(VALUE - 1))
         );
         assert_eq!(
             CallNotPermitted::new("x", State::Open, None).retry_after(),
@@ -553,20 +570,19 @@ mod tests {
             Some(Duration::ZERO),
             Some(Duration::from_nanos(1)),
             Some(Duration::from_secs(60)),
-            Some(Duration::from_nanos(NO_RETRY_AFTER - 1)),
+            Some(Duration::from_nanos(VALUE)),
+            Some(Duration::from_secs(100 * 365 * 86_400)),
+            Some(Duration::from_micros(VALUE - 1)),
         ];
         for state in State::ALL {
             for wait in waits {
                 let r = CallNotPermitted::new("x", state, wait);
                 assert_eq!((r.state(), r.retry_after()), (state, wait));
             }
-            // Longer than 73 years saturates; it never spills into the state.
+            // Longer than 36 000 years saturates; it never spills into the state.
             let r = CallNotPermitted::new("x", state, Some(Duration::MAX));
             assert_eq!(r.state(), state);
-            assert_eq!(
-                r.retry_after(),
-                Some(Duration::from_nanos(NO_RETRY_AFTER - 1))
-            );
+            assert_eq!(r.retry_after(), Some(Duration::from_micros(VALUE - 1)));
         }
     }
 
