@@ -341,8 +341,8 @@ impl CallNotPermitted {
 
     /// How long until the breaker will let a probe through, when the retry policy knows
     /// (an HTTP layer sends it as `Retry-After`). `None` in `forced_open` and with
-    /// [`retries::Never`](crate::retries::Never). Kept to the nanosecond up to 36 years, to the microsecond beyond (up to
-    /// 36 000 years).
+    /// [`retries::Never`](crate::retries::Never). Kept to the nanosecond up to 36 years,
+    /// to the microsecond beyond (up to 36 000 years).
     ///
     /// ```
     /// use std::time::Duration;
