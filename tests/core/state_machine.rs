@@ -839,7 +839,7 @@ fn sm4_a_success_after_a_failure_resets_the_streak_with_a_full_window() {
 }
 
 #[test]
-fn sm3_a_stateful_tripper_is_asked_after_every_success_even_with_a_full_window() {
+fn sm4_a_stateful_tripper_is_asked_after_every_success_even_with_a_full_window() {
     let asked = Arc::new(AtomicUsize::new(0));
     let seen = asked.clone();
     let cb = CircuitBreaker::builder("svc")
