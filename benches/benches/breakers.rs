@@ -13,6 +13,11 @@
 //!    `*_1pct_failures` makes every 100th call fail, so the window is written on every call.
 //! 5. `async` — async call overhead on a current-thread tokio runtime, and through the
 //!    tower layers (`tower/fluxgate` needs `--features tower`).
+//! 6. `floors` — what the machine charges for the steps no design can skip: one and two
+//!    readings of the breaker's clock (`SystemClock`: `Instant`, or the TSC with
+//!    `--features quanta`), and one atomic add to a word that one or two threads share
+//!    (aggregate cost per add, as in group 4). The timed-call and two-thread targets are
+//!    judged against these.
 //!
 //! `failsafe` and `recloser` are synchronous. `breaker` and `tower-resilience` only
 //! offer async calls; in groups 1–4 their futures are driven by [`block_on`] below, the
@@ -23,6 +28,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::io;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
@@ -30,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
+use fluxgate::clock::{Clock, SystemClock};
 use fluxgate::trippers::{MinRequests, SlowRate};
 use fluxgate::windows::TimeWindow;
 use fluxgate::{AsyncCircuitBreaker, CircuitBreaker};
@@ -558,9 +565,45 @@ fn call_metrics(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------------------
+// 6. Floors: the clock readings a timed call needs, and a shared atomic add.
+
+/// A word alone on its cache line (two lines: adjacent-line prefetch pairs them).
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+fn floors(c: &mut Criterion) {
+    let mut g = c.benchmark_group("floors");
+    let clock = SystemClock::new();
+    g.bench_function("clock_read", |b| b.iter(|| black_box(clock.now_nanos())));
+    // A timed call's two readings (start and end), nothing else.
+    g.bench_function("two_clock_reads", |b| {
+        b.iter(|| {
+            let start = clock.now_nanos();
+            black_box(clock.now_nanos().saturating_sub(black_box(start)))
+        })
+    });
+    let word = Line(AtomicU64::new(0));
+    for n in [1usize, 2] {
+        g.bench_function(format!("shared_fetch_add/{n}"), |b| {
+            b.iter_custom(|iters| {
+                split(
+                    n,
+                    iters,
+                    || (),
+                    |_| {
+                        black_box(word.0.fetch_add(1, Ordering::Relaxed));
+                    },
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = closed, closed_timed, rejected, threads, asynchronous, call_metrics
+    targets = closed, closed_timed, rejected, threads, asynchronous, call_metrics, floors
 }
 criterion_main!(benches);

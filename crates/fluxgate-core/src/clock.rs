@@ -47,8 +47,16 @@ pub trait Clock: Send + Sync + 'static {
 /// The monotonic clock is `std::time::Instant`; with the feature `quanta` it is the
 /// CPU's time-stamp counter, calibrated once per process by the `quanta` crate (which
 /// falls back to the OS clock where the counter is not invariant). A breaker that times
-/// its calls reads the clock twice per call: about 20 ns per read with `Instant` on a
-/// Linux VM, about 12 ns with `quanta` (see BENCHMARKS.md).
+/// its calls reads the clock twice per call: 20–40 ns per read with `Instant` on the
+/// Linux VMs of BENCHMARKS.md, 12–17 ns with `quanta`.
+///
+/// `quanta` is off by default because the counter is not monotonic on every machine:
+/// `quanta` does not detect counters that differ from core to core (some laptops and
+/// VMs), and there a thread moved to another core can read an earlier time. The breaker
+/// does not break on that (every difference of two readings saturates at zero), but a
+/// call's duration can come out as zero or as far too long, and a cooldown can end early
+/// or late. Turn it on where the OS itself uses the counter as its clock source (on
+/// Linux, `/sys/devices/system/clocksource/clocksource0/current_clocksource` reads `tsc`).
 ///
 /// [`recent_nanos`](Clock::recent_nanos), which rejections while `open` read, is one
 /// atomic load: a background thread (`fluxgate-clock`, started on the first such read,
