@@ -1,5 +1,5 @@
-//! Regression tests for the reliability guarantees and R-7 (SPEC §11): each one
-//! failed on the breaker before the fix it names.
+//! Tests for the reliability guarantees and R-7 (SPEC §11). Those that name a
+//! fix ("Before: …") are regressions: each one failed on the breaker before that fix.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use crate::support::{fail, ok};
 use fluxgate::clock::{Clock, ManualClock};
 use fluxgate::permits;
 use fluxgate::retries::{Always, Cooldown, Never};
-use fluxgate::trippers::{FailureRate, FailureStreak, MinRequests};
+use fluxgate::trippers::{FailureRate, FailureStreak, MinRequests, SlowRate};
 use fluxgate::windows::{CountWindow, TimeWindow};
 use fluxgate::{CircuitBreaker, Error, State};
 
@@ -235,6 +235,36 @@ fn r7_a_clock_that_steps_back_never_admits_a_probe_early() {
     assert_eq!(r.retry_after(), Some(Duration::from_secs(60)));
     clock.0.fetch_add(60_000_001_000, Ordering::AcqRel);
     assert!(ok(&cb).is_ok());
+}
+
+#[test]
+fn r3_a_call_timed_across_a_clock_step_back_lasts_zero() {
+    // The TSC clock (feature `quanta`) can read earlier on another core: a call whose end
+    // reading is before its start lasts zero, it is neither a panic nor centuries.
+    let clock = SteppingClock::default();
+    clock.0.store(10_000_000_000, Ordering::Release);
+    let cb = CircuitBreaker::builder("stepping-call")
+        .tripper(MinRequests::new(100) & SlowRate::new(0.5, SEC))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let back = cb.call(|| {
+        clock.0.fetch_sub(5_000_000_000, Ordering::AcqRel);
+        Ok::<_, std::io::Error>(())
+    });
+    assert!(back.is_ok());
+    let m = cb.info().metric;
+    assert_eq!((m.total_count, m.total_duration), (1, Duration::ZERO));
+    assert_eq!(m.slow_rate(SEC), Some(0.0));
+    // The same breaker still times the next call from its own readings.
+    let forward = cb.call(|| {
+        clock.0.fetch_add(2_000_000_000, Ordering::AcqRel);
+        Ok::<_, std::io::Error>(())
+    });
+    assert!(forward.is_ok());
+    let m = cb.info().metric;
+    assert_eq!((m.total_count, m.total_duration), (2, 2 * SEC));
+    assert_eq!(m.slow_rate(SEC), Some(0.5));
 }
 
 #[test]
