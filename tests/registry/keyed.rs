@@ -263,3 +263,51 @@ fn series_stay_bounded_under_a_key_flood() {
     assert!(k.remove("bad"));
     assert_eq!(super::series(&text(), Some("host:bad")), 0);
 }
+
+#[test]
+fn a_panicking_naming_closure_costs_no_place_in_the_bound() {
+    // Before: the place claimed for a new key was given back only on the paths that
+    // return, so every panic in the user's naming closure (or template, or the key's
+    // `Hash`/`Eq`) leaked one place, and after `max_keys` of them every new key went to
+    // the overflow breaker for good.
+    let k: Keyed<String> = Keyed::builder("host:")
+        .naming(|host: &String| {
+            assert!(!host.starts_with("bad"), "no name for {host}");
+            format!("host:{host}")
+        })
+        .max_keys(2)
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        let key = format!("bad-{i}");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| k.get(&key)));
+        assert!(panicked.is_err());
+    }
+    assert_eq!(k.len(), 0);
+    assert_eq!(k.get("a").name(), "host:a");
+    assert_eq!(k.get("b").name(), "host:b");
+    assert_eq!((k.len(), k.overflowed()), (2, 0));
+}
+
+#[test]
+fn a_panicking_template_costs_no_place_in_the_bound() {
+    // The template is run once by `build()` to check it, then once per new key: the
+    // three keys after the check find it panicking.
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = runs.clone();
+    let k: Keyed<String> = Keyed::builder("host:")
+        .template(move |b| {
+            let run = seen.fetch_add(1, Ordering::Relaxed);
+            assert!(!(1..=3).contains(&run), "template run {run} fails");
+            b
+        })
+        .max_keys(1)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| k.get("bad")));
+        assert!(panicked.is_err());
+    }
+    assert_eq!(k.get("good").name(), "host:good");
+    assert_eq!((k.len(), k.overflowed()), (1, 0));
+}

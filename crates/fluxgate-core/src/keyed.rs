@@ -61,6 +61,10 @@
 //! attempted after a sixteenth of `max_keys` more overflow lookups, so a flood cannot make
 //! every lookup scan the map. [`Keyed::overflowed`] counts these lookups.
 //!
+//! A panic in the naming closure, the template or the key's own `Hash`/`Eq` reaches the
+//! caller of [`Keyed::get`] and costs nothing else: the key gets no breaker, its place in
+//! the bound is given back, and a breaker already built is detached from its listeners.
+//!
 //! ## Handles
 //!
 //! [`Keyed::get`] returns a handle (a clone); use it for the call and drop it. A handle
@@ -315,6 +319,33 @@ where
     }
 }
 
+/// A new key's place in the bound while its breaker is built and inserted: given back,
+/// and a breaker already built detached from its listeners, unless [`keep`](Self::keep)
+/// is called. A panic in the naming closure, the template or the key's own `Hash`/`Eq`
+/// thus leaks no place (else `max_keys` such panics would send every new key to the
+/// overflow breaker for good).
+struct Claim<'a, F: Face> {
+    len: &'a AtomicUsize,
+    built: Option<F>,
+}
+
+impl<F: Face> Claim<'_, F> {
+    /// The entry is in the map: the place stays taken.
+    fn keep(mut self) {
+        self.built = None;
+        std::mem::forget(self);
+    }
+}
+
+impl<F: Face> Drop for Claim<'_, F> {
+    fn drop(&mut self) {
+        self.len.fetch_sub(1, Ordering::AcqRel);
+        if let Some(breaker) = self.built.take() {
+            retire(breaker.core(), false);
+        }
+    }
+}
+
 fn build_one<F: Face>(
     template: &Configure<F>,
     listeners: &[Arc<dyn Listener>],
@@ -384,10 +415,15 @@ where
                 inner.len.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
+            let mut claim = Claim {
+                len: &inner.len,
+                built: None,
+            };
             let owned = key.to_owned();
             let name = (inner.naming)(&owned);
             match build_one(&inner.template, &inner.listeners, &name) {
                 Ok(breaker) => {
+                    claim.built = Some(breaker.clone());
                     let entry = Entry {
                         breaker: breaker.clone(),
                         // One era behind: the lookup that builds a key does not count
@@ -395,12 +431,13 @@ where
                         used: AtomicU64::new(inner.era.load(Ordering::Relaxed) - 1),
                     };
                     map.insert(owned, entry);
+                    claim.keep();
                     return breaker;
                 }
                 Err(error) => {
                     // The template was checked by `build()`; a template that fails for
                     // one name only is served by the overflow breaker.
-                    inner.len.fetch_sub(1, Ordering::AcqRel);
+                    drop(claim);
                     tracing::error!(target: "fluxgate", circuit = name, %error, "cannot build keyed breaker");
                     inner.overflowed.fetch_add(1, Ordering::Relaxed);
                     return inner.overflow.clone();
