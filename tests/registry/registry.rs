@@ -445,3 +445,37 @@ fn code_generic_over_the_face_serves_registries_and_keyed_breakers_of_both_faces
     assert_eq!(sync.get("db").unwrap().state(), State::ForcedOpen);
     assert_eq!(hosts.get("a").state(), State::ForcedOpen);
 }
+
+#[test]
+fn a_panicking_on_create_hook_leaves_no_breaker_attached() {
+    // Before: a breaker whose `on_create` hook panicked was built and attached to the
+    // registry's listeners but never inserted, so its listeners kept a circuit (and its
+    // series) that no registry held, and every retry attached another one.
+    let life = Lifecycle::default();
+    let panics = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+    let left = panics.clone();
+    let r: Registry = Registry::builder()
+        .listener(life.clone())
+        .on_create(move |_: &CircuitBreaker| {
+            let n = left.load(std::sync::atomic::Ordering::Relaxed);
+            if n > 0 {
+                left.store(n - 1, std::sync::atomic::Ordering::Relaxed);
+                panic!("hook fails");
+            }
+        })
+        .build();
+    for _ in 0..2 {
+        let panicked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.get_or_create("db")));
+        assert!(panicked.is_err());
+        assert!(r.get("db").is_none());
+    }
+    assert_eq!(life.count("attach db closed"), 2);
+    assert_eq!(life.count("detach db"), 2);
+    let db = r.get_or_create("db").unwrap();
+    assert_eq!(db.state(), State::Closed);
+    assert_eq!(
+        (life.count("attach db closed"), life.count("detach db")),
+        (3, 2)
+    );
+}

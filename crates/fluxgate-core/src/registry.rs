@@ -212,7 +212,9 @@ impl<F: Face> RegistryBuilder<F> {
     /// `*_silently` commands), as a shadow rollout does with `metrics_only`. Not called
     /// for the successors [`Registry::reconfigure`] and [`Registry::set_defaults`]
     /// build (they carry the old breaker's state on). `f` runs under the lock of the
-    /// breaker's shard: it must not call back into the same registry.
+    /// breaker's shard: it must not call back into the same registry. If `f` panics,
+    /// the panic reaches the caller of `get_or_create`, the breaker is not kept and its
+    /// listeners let go of it.
     ///
     /// ```
     /// use fluxgate_core::registry::Registry;
@@ -394,7 +396,15 @@ impl<F: Face> Registry<F> {
         }
         let breaker = self.builder_for(&config, name).build()?;
         if let Some(on_create) = &self.inner.on_create {
-            on_create(&breaker);
+            let hook =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_create(&breaker)));
+            if let Err(panic) = hook {
+                // The breaker is not kept: its listeners let go of it, so the next try
+                // does not leave a second circuit attached under the same name.
+                drop(map);
+                retire(breaker.core(), false);
+                std::panic::resume_unwind(panic);
+            }
         }
         map.insert(Arc::from(name), breaker.clone());
         Ok(breaker)
