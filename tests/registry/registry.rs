@@ -479,3 +479,33 @@ fn a_panicking_on_create_hook_leaves_no_breaker_attached() {
         (3, 2)
     );
 }
+
+#[test]
+fn a_panicking_reconfiguration_changes_nothing() {
+    // Before: `set_defaults` and `reconfigure` put the new closure in place before trying
+    // it, so one that panicked stayed: every breaker built afterwards panicked too.
+    let r: Registry = Registry::builder()
+        .defaults(|b| b.tripper(FailureStreak::new(2)))
+        .build();
+    let a = r.get_or_create("a").unwrap();
+    let defaults = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.set_defaults(|_| panic!("no defaults"))
+    }));
+    assert!(defaults.is_err());
+    let one = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.reconfigure("a", |_| panic!("no override"))
+    }));
+    assert!(one.is_err());
+    // The old template and no override: a new breaker opens after two failures, and the
+    // live one is still the same breaker.
+    let b = r.get_or_create("b").unwrap();
+    for _ in 0..2 {
+        let _ = fail(&b);
+    }
+    assert_eq!(b.state(), State::Open);
+    assert!(r.check("a").is_ok());
+    for _ in 0..2 {
+        let _ = fail(&r.get("a").unwrap());
+    }
+    assert_eq!(a.state(), State::Open, "the live breaker was replaced");
+}

@@ -54,6 +54,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -396,14 +397,13 @@ impl<F: Face> Registry<F> {
         }
         let breaker = self.builder_for(&config, name).build()?;
         if let Some(on_create) = &self.inner.on_create {
-            let hook =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_create(&breaker)));
+            let hook = catch_unwind(AssertUnwindSafe(|| on_create(&breaker)));
             if let Err(panic) = hook {
                 // The breaker is not kept: its listeners let go of it, so the next try
                 // does not leave a second circuit attached under the same name.
                 drop(map);
                 retire(breaker.core(), false);
-                std::panic::resume_unwind(panic);
+                resume_unwind(panic);
             }
         }
         map.insert(Arc::from(name), breaker.clone());
@@ -546,7 +546,8 @@ impl<F: Face> Registry<F> {
     /// rebuilds it live: the new breaker carries on the old one's state and, when the
     /// window's shape is unchanged, its window (see the [module documentation](self)).
     /// `Ok(None)` when the breaker did not exist yet (the override applies when it is
-    /// built). On error nothing changes.
+    /// built). On error nothing changes, nor when `configure` panics (the panic goes on
+    /// to the caller).
     ///
     /// ```
     /// use fluxgate_core::registry::Registry;
@@ -569,19 +570,26 @@ impl<F: Face> Registry<F> {
         let configure: Configure<F> = Arc::new(configure);
         let mut config = self.config_mut();
         let previous = config.overrides.insert(name.to_owned(), configure);
-        if let Err(e) = self.builder_for(&config, name).check() {
+        // The closure is the caller's: one that panics is taken back like one that does
+        // not validate, and the panic goes on to the caller.
+        let checked = catch_unwind(AssertUnwindSafe(|| self.builder_for(&config, name).check()));
+        if !matches!(checked, Ok(Ok(()))) {
             match previous {
                 Some(p) => config.overrides.insert(name.to_owned(), p),
                 None => config.overrides.remove(name),
             };
-            return Err(e);
+            match checked {
+                Err(panic) => resume_unwind(panic),
+                Ok(result) => result?,
+            }
         }
         self.rebuild(&config, name)
     }
 
     /// Replaces the template and rebuilds every existing breaker live (each keeps its
     /// override on top), all or nothing: if the new template makes any breaker's
-    /// configuration invalid, that error is returned and nothing changes.
+    /// configuration invalid, that error is returned and nothing changes (as when
+    /// `configure` panics; the panic goes on to the caller).
     ///
     /// ```
     /// use fluxgate_core::registry::Registry;
@@ -601,10 +609,20 @@ impl<F: Face> Registry<F> {
         let mut config = self.config_mut();
         let previous = std::mem::replace(&mut config.defaults, configure);
         let names = self.names();
-        for name in &names {
-            if let Err(e) = self.builder_for(&config, name).check() {
+        let checked = catch_unwind(AssertUnwindSafe(|| {
+            names
+                .iter()
+                .try_for_each(|name| self.builder_for(&config, name).check())
+        }));
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
                 config.defaults = previous;
                 return Err(e);
+            }
+            Err(panic) => {
+                config.defaults = previous;
+                resume_unwind(panic);
             }
         }
         let mut changes = Vec::with_capacity(names.len());
