@@ -271,3 +271,32 @@ fn hostile_input_is_an_error_not_a_panic() {
         "[breakers.a]\nretry = { type = \"cooldown\", duration = \"99999999999999999999h\" }\n";
     assert!(Config::from_toml_str(long).is_err());
 }
+
+#[test]
+fn yaml_nested_deeper_than_128_brackets_is_refused_before_parsing() {
+    // Before: the YAML parser refused it too, but only after a scan quadratic in the
+    // depth: a 200 KB line of brackets took minutes.
+    let deep = format!(
+        "breakers:\n  a:\n    state: disabled\n    tripper: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let err = Config::from_yaml_str(&deep).unwrap_err();
+    assert_eq!(err.message(), "brackets nested deeper than 128 levels");
+    assert_eq!(err.line(), Some(4));
+    // Brackets in quoted strings, comments and words do not count.
+    let fine = format!(
+        "# {}\nbreakers:\n  a:\n    state: disabled # it's {}\n    tripper: \"{}Closed\"\n  b: {{ state: disabled }}\n",
+        "[".repeat(500),
+        "{".repeat(500),
+        "'[".repeat(300),
+    );
+    let err = Config::from_yaml_str(&fine).unwrap_err();
+    assert_ne!(err.message(), "brackets nested deeper than 128 levels");
+    let ok = format!(
+        "breakers:\n  a:\n    state: 'disabled' # {}\n  b: {{ state: \"disabled\" }}\n",
+        "[".repeat(500)
+    );
+    let c = Config::from_yaml_str(&ok).unwrap();
+    assert_eq!(c.names().count(), 2);
+}

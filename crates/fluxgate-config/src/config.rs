@@ -413,6 +413,13 @@ fn parse(text: &str, format: Format) -> Result<RawFile, Error> {
             }) {
                 return Ok(RawFile::default());
             }
+            if let Some(line) = flow_too_deep(text) {
+                let mut e = Error::new(format!(
+                    "brackets nested deeper than {MAX_FLOW_DEPTH} levels"
+                ));
+                e.0.line = Some(line);
+                return Err(e);
+            }
             let de = serde_norway::Deserializer::from_str(text);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let path = segments(e.path());
@@ -420,6 +427,58 @@ fn parse(text: &str, format: Format) -> Result<RawFile, Error> {
             })
         }
     }
+}
+
+/// The deepest nesting of YAML flow collections (`[…]`, `{…}`) a file may have. The YAML
+/// parser refuses more than 128 levels anyway, but only after a scan whose time grows
+/// with the square of the depth (seconds for a 100 KB file), so deeper text is refused
+/// before it is parsed.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// The line where the flow collections of `text` nest deeper than [`MAX_FLOW_DEPTH`],
+/// if they do. Brackets inside quoted strings and comments do not count (a quote or `#`
+/// starts one only at the start of a token, as in YAML); an unmatched closing bracket is
+/// left to the parser.
+fn flow_too_deep(text: &str) -> Option<usize> {
+    let (mut depth, mut line) = (0usize, 1usize);
+    let mut chars = text.chars().peekable();
+    let mut after_space = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => line += 1,
+            '#' if after_space => while chars.next_if(|&c| c != '\n').is_some() {},
+            '"' | '\'' if after_space => {
+                // To the closing quote: `\` escapes in double quotes, `''` in single.
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\n' => line += 1,
+                        '\\' if c == '"' => {
+                            if chars.next() == Some('\n') {
+                                line += 1;
+                            }
+                        }
+                        q if q == c => {
+                            if c == '\'' && chars.next_if_eq(&'\'').is_some() {
+                                continue;
+                            }
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        after_space = c.is_whitespace() || matches!(c, '[' | '{' | ',');
+    }
+    None
 }
 
 fn segments(path: &serde_path_to_error::Path) -> Vec<String> {
