@@ -452,11 +452,7 @@ fn flow_too_deep(text: &str) -> Option<usize> {
                 while let Some(q) = chars.next() {
                     match q {
                         '\n' => line += 1,
-                        '\\' if c == '"' => {
-                            if chars.next() == Some('\n') {
-                                line += 1;
-                            }
-                        }
+                        '\\' if c == '"' => line += usize::from(chars.next() == Some('\n')),
                         q if q == c => {
                             if c == '\'' && chars.next_if_eq(&'\'').is_some() {
                                 continue;
