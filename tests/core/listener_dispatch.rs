@@ -154,3 +154,39 @@ fn l5_one_listener_serves_many_breakers() {
         ]
     );
 }
+
+struct PanicsOnAttach;
+impl Listener for PanicsOnAttach {
+    fn on_signal(&self, _: &Signal) -> Result<(), ListenerError> {
+        Ok(())
+    }
+    fn on_attach(&self, _: &str, _: State) {
+        panic!("attach bug")
+    }
+}
+
+#[test]
+fn l2_a_listener_that_panics_on_attach_is_contained_and_logged() {
+    // Before: `on_attach` ran unguarded in `build()`, so the panic reached the caller of
+    // `build()` (and of `Keyed::get`, `Registry::get_or_create`), and the listeners
+    // attached before it kept a circuit that was never built.
+    let shared = Arc::new(Counting::default());
+    let captured = LogText::default();
+    let subscriber = captured.subscriber();
+    let cb = tracing::subscriber::with_default(subscriber, || {
+        CircuitBreaker::builder("svc")
+            .tripper(FailureStreak::new(1))
+            .listener(PanicsOnAttach)
+            .listener(shared.clone())
+            .build()
+    })
+    .expect("build() succeeds");
+    assert_eq!(shared.1.lock().unwrap().as_slice(), ["attach svc closed"]);
+    let _ = fail(&cb);
+    assert_eq!(cb.state(), State::Open);
+    assert_eq!(shared.0.load(Ordering::Relaxed), 1);
+    let log = captured.text();
+    assert!(log.contains("listener panicked"), "{log}");
+    assert!(log.contains("listener_dispatch::PanicsOnAttach"), "{log}");
+    assert!(log.contains("attach bug"), "{log}");
+}

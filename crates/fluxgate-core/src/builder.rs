@@ -5,13 +5,14 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::core::{Core, Parts};
 use crate::listeners::spawn::{Spawner, async_hook};
-use crate::listeners::{AsyncListener, CallSink, EventSink, Listener};
+use crate::listeners::{AsyncListener, CallSink, EventSink, Listener, panic_message};
 use crate::permits::{Permit, RampUp};
 use crate::recovery::{ByTripper, Recovery};
 use crate::retries::{Cooldown, Retry};
@@ -391,12 +392,26 @@ impl<F: Face> Builder<F> {
             core.attach_store(&**store, EventSink::new(&listeners, &async_listeners));
         }
         for l in &listeners {
-            l.on_attach(&self.name, state);
+            attach(l.name(), &self.name, || l.on_attach(&self.name, state));
         }
         for l in &async_listeners {
-            l.on_attach(&self.name, state);
+            attach(l.name(), &self.name, || l.on_attach(&self.name, state));
         }
         Ok((F::from_core(core), succession))
+    }
+}
+
+/// Runs a listener's `on_attach`: a panic in it is logged and goes no further (L-2), so
+/// the breaker is built all the same and the other listeners are attached.
+fn attach(listener: &str, circuit: &str, on_attach: impl FnOnce()) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(on_attach)) {
+        tracing::error!(
+            target: "fluxgate",
+            circuit,
+            listener,
+            panic = panic_message(&*panic),
+            "listener panicked in on_attach"
+        );
     }
 }
 

@@ -188,7 +188,8 @@ pub trait Listener: Send + Sync + 'static {
 
     /// Called once when a breaker is built with this listener, with the breaker's name and
     /// initial state (`closed`), so that e.g. metrics exist before the first transition
-    /// (PR-3). The default does nothing.
+    /// (PR-3). A panic in it is logged and goes no further (L-2): the breaker is built and
+    /// the other listeners are attached. The default does nothing.
     fn on_attach(&self, circuit_name: &str, state: State) {
         let _ = (circuit_name, state);
     }
