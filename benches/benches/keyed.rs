@@ -9,7 +9,10 @@
 //! - `keyed_u64_10k_one_key` — the same map, always the same key (the lookup's own cost,
 //!   without the cache misses of touching 10 000 breakers in turn);
 //! - `keyed_str_10k` — the same with `Keyed<String>` looked up by `&str` (host names);
-//! - `registry_get` — `Registry::get` by name among 100 breakers, then the call.
+//! - `registry_get` — `Registry::get` by name among 100 breakers, then the call;
+//! - `floor_lock_and_pin` — what a lookup's synchronization costs by itself: a read
+//!   lock taken and released and an `Arc` cloned and dropped, with no map and no call
+//!   (the four atomic read-modify-writes of `Keyed::get` for one hot key).
 
 use std::hint::black_box;
 use std::io;
@@ -90,6 +93,13 @@ fn keyed(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 37) % services.len();
             black_box(registry.get(&services[i]).unwrap().call(work))
+        })
+    });
+    let lock = std::sync::RwLock::new(std::sync::Arc::new(0u64));
+    g.bench_function("floor_lock_and_pin", |b| {
+        b.iter(|| {
+            let pinned = lock.read().unwrap().clone();
+            black_box(*pinned)
         })
     });
     g.finish();
