@@ -273,7 +273,7 @@ fn hostile_input_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn yaml_nested_deeper_than_128_brackets_is_refused_before_parsing() {
+fn deeply_nested_files_are_an_error_with_their_line() {
     // Before: the YAML parser refused it too, but only after a scan quadratic in the
     // depth: a 200 KB line of brackets took minutes.
     let deep = format!(
@@ -299,4 +299,13 @@ fn yaml_nested_deeper_than_128_brackets_is_refused_before_parsing() {
     );
     let c = Config::from_yaml_str(&ok).unwrap();
     assert_eq!(c.names().count(), 2);
+    // TOML: its parser stops at its own recursion limit.
+    let deep = format!(
+        "[breakers.a]\ntripper = {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let err = Config::from_toml_str(&deep).unwrap_err();
+    assert_eq!(err.line(), Some(2));
+    assert!(err.message().contains("recursion"), "{err}");
 }
