@@ -7,8 +7,8 @@ use fluxgate::keyed::Keyed;
 use fluxgate::trippers::FailureStreak;
 use fluxgate::{ConfigError, State};
 
-use super::Lifecycle;
 use super::support::{fail, ok};
+use super::{Lifecycle, SlowDetach};
 
 fn hosts(max_keys: usize, life: &Lifecycle) -> Keyed<String> {
     Keyed::builder("host:")
@@ -310,4 +310,32 @@ fn a_panicking_template_costs_no_place_in_the_bound() {
     }
     assert_eq!(k.get("good").name(), "host:good");
     assert_eq!((k.len(), k.overflowed()), (1, 0));
+}
+
+#[test]
+fn a_key_looked_up_while_its_evicted_breaker_detaches_is_attached_after_it() {
+    // Before: the sweep took evicted breakers out of the map and retired them after
+    // releasing the lock; a lookup of an evicted key in between built and attached its
+    // new breaker first, and the old one's `on_detach` then dropped the series of the
+    // new, live one.
+    let (slow, gate) = SlowDetach::new();
+    let k: Keyed<String> = Keyed::builder("host:")
+        .listener(slow.clone())
+        .build()
+        .unwrap();
+    drop(k.get("a"));
+    gate.race(
+        || assert_eq!(k.evict_idle(), 1),
+        || assert_eq!(k.get("a").name(), "host:a"),
+    );
+    assert_eq!(
+        slow.life.lifecycle(),
+        [
+            "attach host:(overflow) closed",
+            "attach host:a closed",
+            "detach host:a",
+            "attach host:a closed"
+        ]
+    );
+    assert_eq!(k.len(), 1);
 }

@@ -55,3 +55,82 @@ pub(crate) fn series(text: &str, circuit: Option<&str>) -> usize {
         .filter(|l| circuit.is_none_or(|c| l.contains(&format!("circuit_name=\"{c}\""))))
         .count()
 }
+
+/// A `Lifecycle` whose `on_detach` first waits until the test lets it go: to run a
+/// lookup while a breaker is being detached.
+#[derive(Clone)]
+pub(crate) struct SlowDetach {
+    pub(crate) life: Lifecycle,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+/// The test's side of a [`SlowDetach`].
+pub(crate) struct Gate {
+    entered: std::sync::mpsc::Receiver<()>,
+    release: std::sync::mpsc::Sender<()>,
+}
+
+impl SlowDetach {
+    pub(crate) fn new() -> (SlowDetach, Gate) {
+        let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let slow = SlowDetach {
+            life: Lifecycle::default(),
+            entered: entered_tx,
+            release: Arc::new(Mutex::new(release_rx)),
+        };
+        let gate = Gate {
+            entered: entered_rx,
+            release: release_tx,
+        };
+        (slow, gate)
+    }
+}
+
+impl Gate {
+    /// Runs `detach` (which must detach a breaker) on one thread and, once the detach
+    /// has begun, `build` (which builds a breaker of the same name) on another; then lets
+    /// the detach finish. The order the listener sees is up to the code under test: the
+    /// pause only gives a `build` that does not wait the time to attach first, so that a
+    /// race shows.
+    pub(crate) fn race(&self, detach: impl FnOnce() + Send, build: impl FnOnce() + Send) {
+        std::thread::scope(|s| {
+            let detaching = s.spawn(detach);
+            self.entered.recv().unwrap();
+            let building = s.spawn(build);
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            self.release.send(()).unwrap();
+            detaching.join().unwrap();
+            building.join().unwrap();
+        });
+    }
+}
+
+impl Lifecycle {
+    /// The attaches and detaches, without the signals.
+    pub(crate) fn lifecycle(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter(|e| !e.starts_with("signal"))
+            .collect()
+    }
+}
+
+impl Listener for SlowDetach {
+    fn on_signal(&self, s: &Signal) -> Result<(), ListenerError> {
+        self.life.on_signal(s)
+    }
+    fn on_attach(&self, name: &str, state: State) {
+        self.life.on_attach(name, state);
+    }
+    fn on_detach(&self, name: &str) {
+        let _ = self.entered.try_send(());
+        let _ = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(std::time::Duration::from_secs(5));
+        self.life.on_detach(name);
+    }
+}

@@ -11,8 +11,8 @@ use fluxgate::trippers::{FailureStreak, MinRequests};
 use fluxgate::windows::{CountWindow, TimeWindow};
 use fluxgate::{CircuitBreaker, State};
 
-use super::Lifecycle;
 use super::support::{fail, ok};
+use super::{Lifecycle, SlowDetach};
 
 fn registry(clock: &ManualClock, life: &Lifecycle) -> Registry {
     let clock = clock.clone();
@@ -508,4 +508,25 @@ fn a_panicking_reconfiguration_changes_nothing() {
         let _ = fail(&r.get("a").unwrap());
     }
     assert_eq!(a.state(), State::Open, "the live breaker was replaced");
+}
+
+#[test]
+fn a_name_built_again_while_its_old_breaker_detaches_is_attached_after_it() {
+    // Before: `remove` took the breaker out of the map and told the listeners afterwards,
+    // outside the lock; a `get_or_create` of the same name in between attached the new
+    // breaker first, and the old one's `on_detach` then dropped the series (and any
+    // per-circuit state) the new, live breaker was using. Now the order is guaranteed
+    // by the shard's lock, whatever the timing; the pause below only gives the old code
+    // the chance to show its race (see `Gate::race`).
+    let (slow, gate) = SlowDetach::new();
+    let r: Registry = Registry::builder().listener(slow.clone()).build();
+    r.get_or_create("db").unwrap();
+    gate.race(
+        || assert!(r.remove("db")),
+        || drop(r.get_or_create("db").unwrap()),
+    );
+    assert_eq!(
+        slow.life.lifecycle(),
+        ["attach db closed", "detach db", "attach db closed"]
+    );
 }

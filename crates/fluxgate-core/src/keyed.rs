@@ -266,7 +266,9 @@ where
     }
 
     /// A listener every key's breaker gets (attached through the builder: `on_attach`
-    /// runs per breaker, `on_detach` when it is evicted or removed).
+    /// runs per breaker, `on_detach` when it is evicted or removed). Both run under the
+    /// lock of the key's shard, so a key's `on_detach` comes before the `on_attach` of
+    /// its next breaker; they must not call back into the same keyed breaker.
     ///
     /// ```
     /// let k: fluxgate_core::keyed::Keyed<String> = fluxgate_core::keyed::Keyed::builder("api:")
@@ -487,10 +489,10 @@ where
     fn sweep(&self, limit: usize, shards: usize) -> usize {
         let inner = &*self.inner;
         let total = inner.map.shards();
-        let mut retired = Vec::new();
+        let mut n = 0;
         let mut hand = inner.hand.load(Ordering::Relaxed);
         for _ in 0..shards {
-            if retired.len() >= limit {
+            if n >= limit {
                 break;
             }
             if hand == 0 {
@@ -498,27 +500,27 @@ where
             }
             let era = inner.era.load(Ordering::Acquire);
             let mut map = inner.map.write(hand);
+            // Retired under the shard's lock, as `remove` does: a lookup that comes back
+            // for an evicted key builds its new breaker only after the old one's
+            // listeners let go of it (else they would drop the new one's series). An
+            // evictable breaker has no signal waiting, so nothing here waits.
             map.retain(|_, entry| {
-                if retired.len() >= limit
+                if n >= limit
                     || entry.used.load(Ordering::Relaxed).saturating_add(2) > era
                     || !evictable(&entry.breaker)
+                    || !retire(entry.breaker.core(), true)
                 {
                     return true;
                 }
-                retired.push(entry.breaker.clone());
+                n += 1;
                 false
             });
             drop(map);
             hand = (hand + 1) % total;
         }
         inner.hand.store(hand, Ordering::Relaxed);
-        let n = retired.len();
         inner.len.fetch_sub(n, Ordering::AcqRel);
         inner.evicted.fetch_add(n as u64, Ordering::Relaxed);
-        // Outside every lock of the map: `on_detach` runs listener code.
-        for b in retired {
-            retire(b.core(), true);
-        }
         n
     }
 
@@ -583,15 +585,15 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let shard = self.inner.map.shard_of(key);
-        let removed = self.inner.map.write(shard).remove(key);
-        match removed {
-            Some(entry) => {
-                self.inner.len.fetch_sub(1, Ordering::AcqRel);
-                retire(entry.breaker.core(), false);
-                true
-            }
-            None => false,
-        }
+        let mut map = self.inner.map.write(shard);
+        let Some(entry) = map.remove(key) else {
+            return false;
+        };
+        self.inner.len.fetch_sub(1, Ordering::AcqRel);
+        // Under the shard's lock: the key's next breaker is attached only after this one
+        // is detached (see `sweep`).
+        retire(entry.breaker.core(), false);
+        true
     }
 
     /// The shared breaker for new keys when the map is full and nothing can be evicted.

@@ -49,8 +49,10 @@
 //!   over; the [`Reconfigured`] value says the same.
 //!
 //! Breakers are built under the lock of their shard, so that many threads asking for the
-//! same new name get one breaker and listeners see one `on_attach`: a listener's
-//! `on_attach` must not call back into the same registry.
+//! same new name get one breaker and listeners see one `on_attach`; a removed breaker is
+//! detached under the same lock, so a listener sees a name's `on_detach` before the
+//! `on_attach` of a breaker built again under that name. A listener's `on_attach` and
+//! `on_detach` must therefore not call back into the same registry.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -527,19 +529,18 @@ impl<F: Face> Registry<F> {
     /// # Ok::<(), fluxgate_core::ConfigError>(())
     /// ```
     pub fn remove(&self, name: &str) -> bool {
-        let removed = {
-            let mut config = self.config_mut();
-            config.overrides.remove(name);
-            let shard = self.inner.breakers.shard_of(name);
-            self.inner.breakers.write(shard).remove(name)
+        let mut config = self.config_mut();
+        config.overrides.remove(name);
+        let shard = self.inner.breakers.shard_of(name);
+        let mut map = self.inner.breakers.write(shard);
+        drop(config);
+        let Some(b) = map.remove(name) else {
+            return false;
         };
-        match removed {
-            Some(b) => {
-                retire(b.core(), false);
-                true
-            }
-            None => false,
-        }
+        // Under the shard's lock: a new breaker of the same name is attached only after
+        // this one is detached, so its listeners never drop the new one's series.
+        retire(b.core(), false);
+        true
     }
 
     /// Replaces the override of `name` with `configure` and, if the breaker exists,
