@@ -80,7 +80,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::builder::{Builder, Face};
 use crate::listeners::Listener;
-use crate::registry::{Configure, retire};
+use crate::registry::{Configure, drain_signals, retire};
 use crate::shards::Sharded;
 use crate::{CircuitBreaker, ConfigError, Info, State};
 
@@ -584,6 +584,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if let Some(b) = self.peek(key) {
+            drain_signals(b.core());
+        }
         let shard = self.inner.map.shard_of(key);
         let mut map = self.inner.map.write(shard);
         let Some(entry) = map.remove(key) else {

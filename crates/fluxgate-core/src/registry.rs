@@ -529,6 +529,9 @@ impl<F: Face> Registry<F> {
     /// # Ok::<(), fluxgate_core::ConfigError>(())
     /// ```
     pub fn remove(&self, name: &str) -> bool {
+        if let Some(b) = self.get(name) {
+            drain_signals(b.core());
+        }
         let mut config = self.config_mut();
         config.overrides.remove(name);
         let shard = self.inner.breakers.shard_of(name);
@@ -667,15 +670,21 @@ impl<F: Face> Registry<F> {
     }
 }
 
+/// Lets the signals `core` has queued reach its listeners (waited for briefly), before a
+/// removal takes the lock its `retire` then runs under: the wait holds no lock.
+pub(crate) fn drain_signals(core: &crate::core::Core) {
+    if core.pending_signals() > 0 {
+        core.flush_signals(DETACH_FLUSH);
+    }
+}
+
 /// Retires a breaker that left a registry or a keyed breaker: no more transitions, then
 /// (after its queued signals, waited for briefly) `on_detach` to every listener.
 pub(crate) fn retire(core: &crate::core::Core, only_if_closed: bool) -> bool {
     if !core.retire(only_if_closed) {
         return false;
     }
-    if core.pending_signals() > 0 {
-        core.flush_signals(DETACH_FLUSH);
-    }
+    drain_signals(core);
     core.detach_listeners();
     true
 }
