@@ -437,8 +437,9 @@ const MAX_FLOW_DEPTH: usize = 128;
 
 /// The line where the flow collections of `text` nest deeper than [`MAX_FLOW_DEPTH`],
 /// if they do. Brackets inside quoted strings and comments do not count (a quote or `#`
-/// starts one only at the start of a token, as in YAML); an unmatched closing bracket is
-/// left to the parser.
+/// starts one only at the start of a token, as in YAML); brackets in the text of a block
+/// scalar (`|`, `>`) do count, so such text with more than 128 unmatched opening brackets
+/// is refused too. An unmatched closing bracket is left to the parser.
 fn flow_too_deep(text: &str) -> Option<usize> {
     let (mut depth, mut line) = (0usize, 1usize);
     let mut chars = text.chars().peekable();
