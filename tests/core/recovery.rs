@@ -589,6 +589,137 @@ fn sm8_a_hung_probe_dropped_late_does_not_free_a_slot_twice() {
     assert_eq!(cb.half_open_in_flight(), 0);
 }
 
+/// A manual clock that makes the one thread it is armed for stall right after its next
+/// reading, until the test lets it go: a thread preempted between reading the clock and
+/// using the reading.
+#[derive(Clone)]
+struct StallingClock(Arc<Stall>);
+
+struct Stall {
+    time: ManualClock,
+    armed: std::sync::Mutex<Option<thread::ThreadId>>,
+    read: std::sync::Barrier,
+    go: std::sync::Barrier,
+}
+
+impl fluxgate::clock::Clock for StallingClock {
+    fn now_nanos(&self) -> u64 {
+        let s = &self.0;
+        let now = s.time.now_nanos();
+        let mut armed = s.armed.lock().unwrap();
+        if *armed == Some(thread::current().id()) {
+            *armed = None;
+            drop(armed);
+            s.read.wait();
+            s.go.wait();
+        }
+        now
+    }
+    fn wall(&self) -> std::time::SystemTime {
+        self.0.time.wall()
+    }
+}
+
+#[test]
+fn sm8_a_caller_that_read_the_clock_before_a_reclaim_never_takes_the_reclaimed_probes_stamp() {
+    // The old code stamped the new probe with the deadline of its stale reading: the
+    // reclaimed probe's own stamp. That probe, still running, then found "its" slot, gave
+    // it back under the new probe, and its late success closed the circuit.
+    let stall = Arc::new(Stall {
+        time: ManualClock::new(),
+        armed: std::sync::Mutex::new(None),
+        read: std::sync::Barrier::new(2),
+        go: std::sync::Barrier::new(2),
+    });
+    let clock = StallingClock(stall.clone());
+    let deny = Arc::new(AtomicBool::new(false));
+    let cb = {
+        let deny = deny.clone();
+        CircuitBreaker::builder("svc")
+            .tripper(Closed & FailureStreak::new(1))
+            .retry(Always)
+            .permit(move |_: Duration| !deny.load(Ordering::SeqCst))
+            .max_half_open_calls(1)
+            .probe_timeout(MS)
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    open_it(&cb);
+    let hung = cb.admit().unwrap(); // the only slot, deadline 1 ms
+    let stale = {
+        let (cb, stall) = (cb.clone(), stall.clone());
+        thread::spawn(move || {
+            *stall.armed.lock().unwrap() = Some(thread::current().id());
+            cb.admit_owned() // reads t = 0, stalls, then goes on
+        })
+    };
+    stall.read.wait(); // the caller has read t = 0
+    stall.time.advance(MS);
+    deny.store(true, Ordering::SeqCst);
+    assert!(
+        cb.admit().is_err(),
+        "reclaims the hung probe, then is refused"
+    );
+    assert_eq!(
+        cb.info().metric.failure_count,
+        1,
+        "the hung probe timed out"
+    );
+    deny.store(false, Ordering::SeqCst);
+    stall.go.wait();
+    let probe = stale.join().unwrap().expect("the reclaimed slot");
+    assert_eq!(cb.half_open_in_flight(), 1);
+    hung.success();
+    let info = cb.info();
+    assert_eq!(
+        info.state,
+        State::HalfOpen,
+        "the timed-out probe's success counted"
+    );
+    assert_eq!((info.metric.total_count, info.metric.failure_count), (1, 1));
+    assert_eq!(
+        cb.half_open_in_flight(),
+        1,
+        "the new probe still holds the slot"
+    );
+    probe.success();
+    assert_eq!(cb.state(), State::Closed);
+}
+
+#[test]
+fn sm8_a_permit_that_panics_gives_the_half_open_slot_back() {
+    // The old code took the slot, then asked the permit: a panic there left the slot
+    // taken for good, and with one slot the circuit stayed half-open, refusing every call.
+    for timeout in [None, Some(SEC)] {
+        let clock = ManualClock::new();
+        let rec = Recorder::default();
+        let panics = Arc::new(AtomicBool::new(true));
+        let mut b = {
+            let panics = panics.clone();
+            base(&clock, &rec)
+                .permit(move |_: Duration| {
+                    assert!(!panics.swap(false, Ordering::SeqCst), "permit source down");
+                    true
+                })
+                .max_half_open_calls(1)
+        };
+        if let Some(t) = timeout {
+            b = b.probe_timeout(t);
+        }
+        let cb = build(b);
+        open_it(&cb);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = cb.admit();
+        }));
+        assert!(caught.is_err(), "the permit's panic reaches its caller");
+        assert_eq!(cb.state(), State::HalfOpen);
+        assert_eq!(cb.half_open_in_flight(), 0, "{timeout:?}: the slot leaked");
+        cb.admit().expect("the slot is free").success();
+        assert_eq!(cb.state(), State::Closed, "{timeout:?}");
+    }
+}
+
 #[test]
 fn sm8_a_timed_out_probe_counts_once_however_many_callers_find_it() {
     let clock = ManualClock::new();

@@ -244,6 +244,33 @@ impl std::fmt::Debug for Core {
     }
 }
 
+/// An admission that holds a half-open slot while the caller is not admitted yet: the
+/// slot is given back when the guard is dropped (a refusal, or a panic in the permit or
+/// the clock) unless [`admit`](Held::admit) hands the admission on.
+struct Held<'a> {
+    core: &'a Core,
+    adm: Admission,
+}
+
+impl<'a> Held<'a> {
+    fn new(core: &'a Core, adm: Admission) -> Held<'a> {
+        Held { core, adm }
+    }
+
+    /// The admission, with its slot: the caller is admitted.
+    fn admit(mut self) -> Admission {
+        let adm = self.adm;
+        self.adm.slot = Slot::None;
+        adm
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.core.release(&mut self.adm);
+    }
+}
+
 /// What a ticket remembers about its admission.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Admission {
@@ -595,23 +622,26 @@ impl Core {
                     if !self.take_slot(epoch_of(word)) {
                         return Err(self.reject(State::HalfOpen, None));
                     }
-                    let mut adm = Admission {
-                        word,
-                        start: 0,
-                        slot: Slot::Counted,
-                        lease: 0,
-                    };
+                    // Held by a guard until admitted: a clock or permit that panics
+                    // gives the slot back (else the period would be one slot short).
+                    let mut held = Held::new(
+                        self,
+                        Admission {
+                            word,
+                            start: 0,
+                            slot: Slot::Counted,
+                            lease: 0,
+                        },
+                    );
                     let now = self.clock.now_nanos();
                     if !self.permit.permit(self.since_change(now)) {
-                        self.release(&mut adm);
+                        drop(held);
                         return Err(self.reject(State::HalfOpen, None));
                     }
-                    return Ok(Admission {
-                        word,
-                        start: if self.time_calls { now } else { 0 },
-                        slot: Slot::Counted,
-                        lease: 0,
-                    });
+                    if self.time_calls {
+                        held.adm.start = now;
+                    }
+                    return Ok(held.admit());
                 }
             }
         }
@@ -642,23 +672,27 @@ impl Core {
             // The timed-out probes ended the period (or another transition did): look again.
             return self.admit_slow();
         }
-        let Some(index) = leases.take(epoch, now) else {
+        let Some((index, start)) = leases.take(epoch, now, || self.clock.now_nanos()) else {
             return Err(self.reject(State::HalfOpen, None));
         };
-        let mut adm = Admission {
-            word,
-            start: now,
-            slot: Slot::Leased,
-            lease: index,
-        };
+        let held = Held::new(
+            self,
+            Admission {
+                word,
+                start,
+                slot: Slot::Leased,
+                lease: index,
+            },
+        );
         // A period that ended while the slot was taken turns the caller away like a full
         // one (its slot is then one of a period that is over).
-        if self.word.load(Ordering::Acquire) != word || !self.permit.permit(self.since_change(now))
+        if self.word.load(Ordering::Acquire) != word
+            || !self.permit.permit(self.since_change(start))
         {
-            self.release(&mut adm);
+            drop(held);
             return Err(self.reject(State::HalfOpen, None));
         }
-        Ok(adm)
+        Ok(held.admit())
     }
 
     /// Takes a half-open slot of the period of `epoch`; false when all are taken or that
