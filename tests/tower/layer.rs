@@ -13,7 +13,7 @@ use fluxgate::retries::{Always, Cooldown};
 use fluxgate::tower::{CircuitBreakerLayer, ServerErrors};
 use fluxgate::trippers::FailureStreak;
 use fluxgate::{AsyncCircuitBreaker, Error, Outcome, State, permits};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 fn status(code: u16) -> http::Response<String> {
     http::Response::builder()
@@ -148,4 +148,22 @@ async fn dropped_response_future_frees_its_half_open_slot() {
     drop(fut);
     assert_eq!(cb.half_open_in_flight(), 0);
     assert_eq!(cb.info().metric.total_count, 0);
+}
+
+#[test]
+fn a_response_future_polled_after_completion_does_not_poll_its_service_again() {
+    // The old code kept the finished inner future and polled it again: a `Ready` (or an
+    // `async` block) panics when polled after it completed.
+    let cb = AsyncCircuitBreaker::builder("upstream").build().unwrap();
+    let mut svc = CircuitBreakerLayer::new(cb).layer(service_fn(|_: ()| {
+        std::future::ready(Ok::<_, Infallible>(7))
+    }));
+    let mut fut = Box::pin(svc.call(()));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(
+        fut.as_mut().poll(&mut cx),
+        std::task::Poll::Ready(Ok(7))
+    ));
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
 }

@@ -265,15 +265,18 @@ where
     type Output = Result<T, Error<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Some(rejection) = this.rejected.take() {
             return Poll::Ready(Err(Error::Rejected(rejection)));
         }
-        let Some(inner) = this.inner.as_pin_mut() else {
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             // Polled again after completion: nothing left to do.
             return Poll::Pending;
         };
         let result = std::task::ready!(inner.poll(cx));
+        // The inner future is done: drop it now, so a poll after completion finds
+        // nothing to poll (a finished future may panic when polled again).
+        this.inner.set(None);
         if let Some(ticket) = this.ticket.take() {
             ticket.record(this.classify.classify(&result));
         }
