@@ -30,13 +30,22 @@ where
     }
 }
 
-/// The key of an `http::Request`: its URI's authority (`host:port`), else its `Host`
+/// The key of an `http::Request`: the host and port of its URI, else of its `Host`
 /// header, else the empty string.
+///
+/// The host is lower-cased (host names are not case-sensitive), any user name and
+/// password in the URI are left out (they would end up in breaker names, so in logs,
+/// metric labels and Slack messages, and would split one host into one breaker per
+/// user), and a URI without a port gets its scheme's default one, so that
+/// `http://DB-1.internal/q` and `http://db-1.internal:80/q` share a breaker. A `Host`
+/// header that is not a valid authority is kept as it is, lower-cased.
 ///
 /// ```
 /// use fluxgate_core::tower::{Authority, KeyOf};
 /// let req = http::Request::get("http://db-1.internal:8080/q").body(()).unwrap();
 /// assert_eq!(Authority.key_of(&req), "db-1.internal:8080");
+/// let req = http::Request::get("https://alice:secret@API.example/q").body(()).unwrap();
+/// assert_eq!(Authority.key_of(&req), "api.example:443");
 /// let req = http::Request::get("/q").header("host", "api.example").body(()).unwrap();
 /// assert_eq!(Authority.key_of(&req), "api.example");
 /// ```
@@ -45,14 +54,34 @@ pub struct Authority;
 
 impl<B> KeyOf<http::Request<B>, String> for Authority {
     fn key_of(&self, req: &http::Request<B>) -> String {
-        if let Some(a) = req.uri().authority() {
-            return a.as_str().to_owned();
+        let uri = req.uri();
+        if let Some(a) = uri.authority() {
+            let port = a.port_u16().or_else(|| match uri.scheme_str() {
+                Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("ws") => {
+                    Some(80)
+                }
+                Some(s) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("wss") => {
+                    Some(443)
+                }
+                _ => None,
+            });
+            return host_port(a.host(), port);
         }
-        req.headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
+        let Some(host) = req.headers().get(http::header::HOST) else {
+            return String::new();
+        };
+        match host.to_str().ok().map(str::parse::<http::uri::Authority>) {
+            Some(Ok(a)) => host_port(a.host(), a.port_u16()),
+            _ => String::from_utf8_lossy(host.as_bytes()).to_ascii_lowercase(),
+        }
+    }
+}
+
+fn host_port(host: &str, port: Option<u16>) -> String {
+    let host = host.to_ascii_lowercase();
+    match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
     }
 }
 
