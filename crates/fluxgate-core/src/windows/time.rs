@@ -76,6 +76,7 @@ struct Sums([u64; BASE_WORDS + MAX_SLOW_THRESHOLDS]);
 /// rebuilt once per second, and only the current second's bucket is read live. A call
 /// that is recorded into a finished second after the cache was built (its thread was
 /// preempted across the second boundary) invalidates the cache, so the sums stay exact.
+/// (From 2^32 seconds, 136 years, after the clock's origin, reads sum every bucket.)
 ///
 /// `d` must be a whole number of seconds in `1..=86400`. Durations are summed in
 /// microseconds.
@@ -527,6 +528,11 @@ impl Window for TimeWindow {
         let era = stamp & 0xFF_FFFF;
         let g = generation.wrapping_add(self.base.load(Ordering::Acquire));
         let prefix = Self::prefix(g, era);
+        if sec > KEY_SECOND_MASK {
+            // 136 years after the clock's origin (a clock set so far ahead): the key
+            // cannot name the second, so every bucket is summed.
+            return self.to_metric(&self.scan(prefix, sec, true, Ordering::Acquire));
+        }
         let body = Self::key_body(g, sec);
         let k = self.key.load(Ordering::Acquire);
         if key_state(k) == VALID && k & KEY_BODY_MASK == body {
@@ -678,6 +684,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn w2_a_clock_2_pow_32_seconds_ahead_does_not_read_an_old_cache() {
+        // The cache key keeps 32 bits of the second: the old code took the cache built
+        // for second 6 as that of second 6 + 2^32 and counted a call 136 years old.
+        let jump = (1u64 << 32) * SEC;
+        let w = TimeWindow::new(Duration::from_secs(10));
+        w.record(0, 5 * SEC, Record::failure(Duration::ZERO));
+        assert_eq!(w.metric(0, 6 * SEC).total_count, 1);
+        w.record(0, 6 * SEC + jump, Record::success(Duration::ZERO));
+        let m = w.metric(0, 6 * SEC + jump);
+        assert_eq!((m.total_count, m.failure_count), (1, 0));
+        w.record(0, 8 * SEC + jump, Record::failure(Duration::ZERO));
+        let m = w.metric(0, 9 * SEC + jump);
+        assert_eq!((m.total_count, m.failure_count), (2, 1));
+        assert_eq!(w.metric(0, 20 * SEC + jump).total_count, 0);
     }
 
     #[test]
