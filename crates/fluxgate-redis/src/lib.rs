@@ -12,7 +12,9 @@
 //! for the fleet's changes (pub/sub) and the worker also polls every `poll_interval`, so
 //! a lost message is late by at most that much. When Redis is down, slow or unreachable,
 //! breakers work on local state, the worker reconnects with backoff and logs once on loss
-//! and once on recovery (target `fluxgate`), and `info().store_connected` says so.
+//! and once on recovery (target `fluxgate`), and `info().store_connected` says so. An
+//! error about one breaker's own keys cuts off that breaker alone, and keys that this
+//! crate did not write read as no state (see `docs/fleet.md`, "Failure model").
 //!
 //! ```no_run
 //! use fluxgate_core::CircuitBreaker;
@@ -45,6 +47,30 @@ use std::time::{Duration, Instant};
 use fluxgate_core::store::{Change, SharedState, StateStore, StoreLink, StoreSink};
 use fluxgate_core::{ConfigError, State};
 
+/// The Lua both state scripts start with: `state(key)` reads a state hash as
+/// `{version, state, reopens, deadline_ms}`. A key that is not a hash, or a hash without a
+/// version and a known state name (written by something else than this crate), reads as
+/// no state (version 0), and fields out of range as their defaults.
+macro_rules! state_lua {
+    () => {
+        r"
+local function int(x, d, lo, hi)
+  local n = tonumber(x)
+  if n == nil or n ~= n or n < lo or n > hi then return d end
+  return math.floor(n)
+end
+local known = {closed = true, open = true, half_open = true, metrics_only = true, disabled = true, forced_open = true}
+local function state(key)
+  if redis.call('TYPE', key)['ok'] ~= 'hash' then return {0, 'closed', 0, -1} end
+  local h = redis.call('HMGET', key, 'v', 's', 'r', 'd')
+  local v = int(h[1], 0, 1, 9007199254740992)
+  if v == 0 or not known[h[2]] then return {0, 'closed', 0, -1} end
+  return {v, h[2], int(h[3], 0, 0, 4294967295), int(h[4], -1, 0, 9007199254740992)}
+end
+"
+    };
+}
+
 /// The compare-and-set of a state, run by Redis as one script.
 ///
 /// `KEYS[1]` the state hash, `KEYS[2]` the lease set; `ARGV`: the version the writer
@@ -55,11 +81,19 @@ use fluxgate_core::{ConfigError, State};
 /// (or has no state); a writer that loses changes nothing. The new version is
 /// `max(version + 1, server time in µs)`, so versions keep growing even after Redis lost
 /// its data. Returns `{written, version, state, reopens, deadline_ms, now_ms}`.
-pub const WRITE_SCRIPT: &str = r"
+///
+/// A key that is not a hash, or a hash without a version and a known state name (written
+/// by something else than this crate), reads as no state, and the write replaces it.
+pub const WRITE_SCRIPT: &str = concat!(
+    state_lua!(),
+    r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-local cs = redis.call('HGET', KEYS[1], 's') or 'closed'
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+if redis.call('TYPE', KEYS[2])['ok'] ~= 'zset' then redis.call('DEL', KEYS[2]) end
+local was = state(KEYS[1])
+local cur, cs = was[1], was[2]
 local ok = ARGV[5] == '1' or cur == tonumber(ARGV[1]) or (ARGV[2] == 'open' and cs == 'closed')
 if ok then
   local v = math.max(cur + 1, tonumber(t[1]) * 1000000 + tonumber(t[2]))
@@ -70,24 +104,31 @@ if ok then
   redis.call('DEL', KEYS[2])
   redis.call('PUBLISH', ARGV[7], ARGV[8])
 end
-local h = redis.call('HMGET', KEYS[1], 'v', 's', 'r', 'd')
-return {ok and 1 or 0, tonumber(h[1] or '0'), h[2] or 'closed', tonumber(h[3] or '0'), tonumber(h[4] or '-1'), now}
-";
+local f = state(KEYS[1])
+return {ok and 1 or 0, f[1], f[2], f[3], f[4], now}
+"
+);
 
 /// Reads a state and refreshes its TTL (`ARGV[1]`, ms); the same reply as
-/// [`WRITE_SCRIPT`] with `written = 0` (version 0: no state).
-const READ_SCRIPT: &str = r"
+/// [`WRITE_SCRIPT`] with `written = 0` (version 0: no state, also for a key or fields
+/// this crate did not write).
+const READ_SCRIPT: &str = concat!(
+    state_lua!(),
+    r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call('HMGET', KEYS[1], 'v', 's', 'r', 'd')
-if h[1] then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {0, tonumber(h[1] or '0'), h[2] or 'closed', tonumber(h[3] or '0'), tonumber(h[4] or '-1'), now}
-";
+local f = state(KEYS[1])
+if f[1] > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return {0, f[1], f[2], f[3], f[4], now}
+"
+);
 
-/// Takes or renews a probe lease: `ARGV` instance id, k, lease TTL in ms; 1 if held.
+/// Takes or renews a probe lease: `ARGV` instance id, k, lease TTL in ms; 1 if held. A
+/// key that is not a sorted set (not written by this crate) is replaced.
 const LEASE_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'zset' then redis.call('DEL', KEYS[1]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
@@ -96,6 +137,9 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonu
 end
 return 0
 ";
+
+/// Hinted names kept between rounds; more make the next round read every breaker.
+const MAX_HINTS: usize = 4096;
 
 /// The reply of the write and read scripts.
 type Reply = (i64, u64, String, u32, i64, i64);
@@ -355,6 +399,9 @@ struct Reg {
     /// as it is asked on every rejected call while the breaker waits for a lease.
     probe: AtomicU64,
     work: Mutex<Work>,
+    /// Its last sync failed on an answer about its own keys (not on the connection):
+    /// logged once, and its listeners told the store is gone for it, until it works again.
+    failing: AtomicBool,
 }
 
 /// What the worker remembers of one breaker.
@@ -443,6 +490,7 @@ impl StoreSink for Sink {
 
     fn connected(&self) -> bool {
         self.handle.shared.connected.load(Ordering::Acquire)
+            && !self.reg.failing.load(Ordering::Acquire)
     }
 }
 
@@ -460,6 +508,7 @@ impl StateStore for RedisStore {
             link,
             pending: Mutex::new(None),
             probe: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
             work: Mutex::new(Work {
                 joined: false,
                 own: 0,
@@ -661,7 +710,14 @@ impl Worker {
                 match m {
                     Msg::Wake => {}
                     Msg::Hint(name) => {
-                        hinted.insert(name);
+                        // Names come from anyone publishing on the channel: past a bound,
+                        // a full read of every breaker replaces the list.
+                        if hinted.len() < MAX_HINTS {
+                            hinted.insert(name);
+                        } else {
+                            hinted.clear();
+                            resync = true;
+                        }
                     }
                     Msg::Resync => resync = true,
                 }
@@ -700,7 +756,11 @@ impl Worker {
     fn tell_connection(&self, connected: bool) {
         let links: Vec<StoreLink> = lock(&self.shared.regs)
             .iter()
-            .map(|r| r.link.clone())
+            .map(|r| {
+                // A breaker whose keys failed is told again if they still do.
+                r.failing.store(false, Ordering::Release);
+                r.link.clone()
+            })
             .collect();
         for link in links {
             link.connection(connected);
@@ -758,112 +818,150 @@ impl Worker {
             channel: format!("{}:changes", cfg.prefix),
         };
         for reg in regs {
-            let mut w = lock(&reg.work);
-            let change = lock(&reg.pending).take();
-            let probe = match reg.probe.swap(0, Ordering::AcqRel) {
-                0 => None,
-                asked => Some(asked - 1),
-            };
-            if let Some(c) = change {
-                w.unsent = Some(c);
-                w.holding = false;
-            }
-            if probe.is_some() {
-                w.want = probe;
-            }
-            let key = format!("{}:{{{}}}", cfg.prefix, reg.name);
-            let lease_key = format!("{key}:probes");
-            if !w.joined {
-                // A restarted instance takes the fleet's state before writing its own.
-                let reply: Reply = s.read.key(&key).arg(ms(cfg.key_ttl)).invoke(con)?;
-                adopt(&reg, &mut w, &reply, false);
-                w.joined = true;
-            }
-            if let Some(c) = w.unsent {
-                let base = c.base.max(w.own);
-                let reply = ctx.write(s, con, &key, &lease_key, &reg.name, &c, base)?;
-                w.unsent = None;
-                if reply.0 == 1 {
-                    w.own = reply.1;
-                    w.told = w.told.max(reply.1);
-                    if let Some(shared) = shared_of(&reply) {
-                        reg.link.written(&c, shared);
-                    }
-                } else {
-                    adopt(&reg, &mut w, &reply, true);
-                }
-            }
-            if let Some(epoch) = w.want {
-                let due = w.tried.is_none_or(|t| t.elapsed() >= cfg.poll_interval);
-                if due && cfg.probes > 0 {
-                    w.tried = Some(Instant::now());
-                    let got: i64 = s
-                        .lease
-                        .key(&lease_key)
-                        .arg(ctx.instance)
-                        .arg(cfg.probes)
-                        .arg(ms(cfg.lease_ttl))
-                        .invoke(con)?;
-                    w.want = None;
-                    if got == 1 {
-                        w.holding = true;
-                        reg.link.grant_probe(epoch);
+            match sync(&ctx, s, con, &reg, hinted, all) {
+                Ok(()) => {
+                    if reg.failing.swap(false, Ordering::AcqRel) {
+                        tracing::info!(target: "fluxgate", store = "redis", redis = %self.shared.addr, circuit = %fluxgate_core::escaped(&reg.name), "fleet store syncs this breaker again");
+                        reg.link.connection(true);
                     }
                 }
-            }
-            if all || hinted.contains(&reg.name) {
-                let reply: Reply = s.read.key(&key).arg(ms(cfg.key_ttl)).invoke(con)?;
-                if reply.1 == 0 && w.told > 0 {
-                    // Redis lost the fleet's state (restarted empty, or the key expired):
-                    // an instance that is not closed seeds it again.
-                    w.told = 0;
-                    w.own = 0;
-                    if let Some(local) = reg.link.current().filter(|l| l.state != State::Closed) {
-                        let c = Change::new(
-                            local.state,
-                            local.state,
-                            local.reopens,
-                            local.remaining,
-                            0,
-                            false,
-                            0,
-                        );
-                        let reply = ctx.write(s, con, &key, &lease_key, &reg.name, &c, 0)?;
-                        if reply.0 == 1 {
-                            w.own = reply.1;
-                            w.told = reply.1;
-                            // The same state, under the fleet's new version.
-                            if let Some(shared) = shared_of(&reply) {
-                                reg.link.apply(shared);
-                            }
-                        } else {
-                            adopt(&reg, &mut w, &reply, true);
-                        }
-                    }
-                } else {
-                    adopt(&reg, &mut w, &reply, false);
-                }
-                if all && w.holding {
-                    if reg
-                        .link
-                        .current()
-                        .is_some_and(|l| l.state == State::HalfOpen)
-                    {
-                        let _: i64 = s
-                            .lease
-                            .key(&lease_key)
-                            .arg(ctx.instance)
-                            .arg(cfg.probes)
-                            .arg(ms(cfg.lease_ttl))
-                            .invoke(con)?;
-                    } else {
-                        w.holding = false;
+                // The connection is gone: every breaker waits for the reconnection.
+                Err(e) if connection_lost(&e) => return Err(e),
+                // Something about this breaker's own keys (a value or a key type that
+                // something else wrote, a script error): the others go on.
+                Err(e) => {
+                    if !reg.failing.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(target: "fluxgate", store = "redis", redis = %self.shared.addr, circuit = %fluxgate_core::escaped(&reg.name), error = %e, "fleet store cannot sync this breaker; it works on local state");
+                        reg.link.connection(false);
                     }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Whether `e` means the connection is unusable (every breaker must wait for a new
+/// one), rather than an answer about one breaker's keys.
+fn connection_lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_connection_refusal()
+}
+
+/// Syncs one breaker: its pending change, its lease request, and a read when it is due
+/// (`all`, or its name was hinted).
+fn sync(
+    ctx: &Ctx<'_>,
+    s: &Scripts<'_>,
+    con: &mut redis::Connection,
+    reg: &Reg,
+    hinted: &HashSet<String>,
+    all: bool,
+) -> redis::RedisResult<()> {
+    let cfg = ctx.cfg;
+    let mut w = lock(&reg.work);
+    let change = lock(&reg.pending).take();
+    let probe = match reg.probe.swap(0, Ordering::AcqRel) {
+        0 => None,
+        asked => Some(asked - 1),
+    };
+    if let Some(c) = change {
+        w.unsent = Some(c);
+        w.holding = false;
+    }
+    if probe.is_some() {
+        w.want = probe;
+    }
+    let key = format!("{}:{{{}}}", cfg.prefix, reg.name);
+    let lease_key = format!("{key}:probes");
+    if !w.joined {
+        // A restarted instance takes the fleet's state before writing its own.
+        let reply: Reply = s.read.key(&key).arg(ms(cfg.key_ttl)).invoke(con)?;
+        adopt(reg, &mut w, &reply, false);
+        w.joined = true;
+    }
+    if let Some(c) = w.unsent {
+        let base = c.base.max(w.own);
+        let reply = ctx.write(s, con, &key, &lease_key, &reg.name, &c, base)?;
+        w.unsent = None;
+        if reply.0 == 1 {
+            w.own = reply.1;
+            w.told = w.told.max(reply.1);
+            if let Some(shared) = shared_of(&reply) {
+                reg.link.written(&c, shared);
+            }
+        } else {
+            adopt(reg, &mut w, &reply, true);
+        }
+    }
+    if let Some(epoch) = w.want {
+        let due = w.tried.is_none_or(|t| t.elapsed() >= cfg.poll_interval);
+        if due && cfg.probes > 0 {
+            w.tried = Some(Instant::now());
+            let got: i64 = s
+                .lease
+                .key(&lease_key)
+                .arg(ctx.instance)
+                .arg(cfg.probes)
+                .arg(ms(cfg.lease_ttl))
+                .invoke(con)?;
+            w.want = None;
+            if got == 1 {
+                w.holding = true;
+                reg.link.grant_probe(epoch);
+            }
+        }
+    }
+    if all || hinted.contains(&reg.name) {
+        let reply: Reply = s.read.key(&key).arg(ms(cfg.key_ttl)).invoke(con)?;
+        if reply.1 == 0 && w.told > 0 {
+            // Redis lost the fleet's state (restarted empty, or the key expired):
+            // an instance that is not closed seeds it again.
+            w.told = 0;
+            w.own = 0;
+            if let Some(local) = reg.link.current().filter(|l| l.state != State::Closed) {
+                let c = Change::new(
+                    local.state,
+                    local.state,
+                    local.reopens,
+                    local.remaining,
+                    0,
+                    false,
+                    0,
+                );
+                let reply = ctx.write(s, con, &key, &lease_key, &reg.name, &c, 0)?;
+                if reply.0 == 1 {
+                    w.own = reply.1;
+                    w.told = reply.1;
+                    // The same state, under the fleet's new version.
+                    if let Some(shared) = shared_of(&reply) {
+                        reg.link.apply(shared);
+                    }
+                } else {
+                    adopt(reg, &mut w, &reply, true);
+                }
+            }
+        } else {
+            adopt(reg, &mut w, &reply, false);
+        }
+        if all && w.holding {
+            if reg
+                .link
+                .current()
+                .is_some_and(|l| l.state == State::HalfOpen)
+            {
+                let _: i64 = s
+                    .lease
+                    .key(&lease_key)
+                    .arg(ctx.instance)
+                    .arg(cfg.probes)
+                    .arg(ms(cfg.lease_ttl))
+                    .invoke(con)?;
+            } else {
+                w.holding = false;
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Scripts<'a> {

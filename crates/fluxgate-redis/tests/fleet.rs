@@ -773,3 +773,119 @@ fn listeners_hear_the_store_go_and_come_back_once_each() {
     );
     drop(cb);
 }
+
+/// Keys of the prefix written by something else than this crate: a hash with values that
+/// are not numbers or names, a bytes-valued state, a string where the hash belongs and a
+/// string where the lease set belongs. The old scripts failed on them, and the worker took
+/// the failure of one breaker's key for a lost connection: every breaker of the store was
+/// cut off the fleet, reconnecting about 20 times a second for good.
+#[test]
+fn keys_written_by_others_read_as_no_state_and_the_next_write_replaces_them() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    logs();
+    let mut con = client(&server);
+    let garbage: [(&str, &[&[u8]]); 2] = [
+        (
+            "fluxgate:{nums}",
+            &[b"v", b"garbage", b"s", b"open", b"r", b"-1", b"d", b"abc"],
+        ),
+        (
+            "fluxgate:{bytes}",
+            &[b"v", b"5", b"s", b"\xff\xfe", b"r", b"1e300"],
+        ),
+    ];
+    for (key, fields) in garbage {
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(fields)
+            .query(&mut con)
+            .unwrap();
+    }
+    for key in ["fluxgate:{typo}", "fluxgate:{nums}:probes"] {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("text")
+            .query(&mut con)
+            .unwrap();
+    }
+    let (sa, sb) = (store(&server.url()), store(&server.url()));
+    let names = ["nums", "bytes", "typo", "good"];
+    let a: Vec<_> = names
+        .iter()
+        .map(|n| breaker(n, &sa, Duration::from_secs(60)))
+        .collect();
+    let b: Vec<_> = names
+        .iter()
+        .map(|n| breaker(n, &sb, Duration::from_secs(60)))
+        .collect();
+    wait_for("connected", || sa.is_connected() && sb.is_connected());
+    // Each breaker, foreign key or not, trips on one instance and the other follows:
+    // the write replaced what was there.
+    for (i, name) in names.iter().enumerate() {
+        let _ = fail(&a[i]);
+        wait_for(&format!("{name}: b follows a's trip"), || {
+            b[i].state() == State::Open
+        });
+        let s: Option<String> = redis::cmd("HGET")
+            .arg(format!("fluxgate:{{{name}}}"))
+            .arg("s")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(s.as_deref(), Some("open"), "{name}");
+    }
+    for cb in a.iter().chain(&b) {
+        assert_eq!(cb.info().store_connected, Some(true), "{}", cb.name());
+    }
+    assert_eq!(count_logs(server.port, "unreachable"), 0);
+    assert_eq!(count_logs(server.port, "cannot sync"), 0);
+}
+
+/// A breaker whose own keys Redis refuses (here an ACL that allows one breaker's keys
+/// only; in practice e.g. a cluster node that does not own its slot) is cut off alone,
+/// with one log line: the others keep syncing on the same connection.
+#[test]
+fn a_breaker_whose_keys_are_refused_is_cut_off_alone() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    logs();
+    let mut con = client(&server);
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "limited",
+            "on",
+            ">pw",
+            "~fluxgate:{good}*",
+            "&fluxgate:changes",
+            "+@all",
+        ])
+        .query(&mut con)
+        .unwrap();
+    let url = format!("redis://limited:pw@127.0.0.1:{}/", server.port);
+    let (sa, sb) = (store(&url), store(&url));
+    let refused = breaker("refused", &sa, Duration::from_secs(60));
+    let good_a = breaker("good", &sa, Duration::from_secs(60));
+    let good_b = breaker("good", &sb, Duration::from_secs(60));
+    wait_for("connected", || sa.is_connected() && sb.is_connected());
+    wait_for("the refused breaker shown cut off", || {
+        refused.info().store_connected == Some(false)
+    });
+    let _ = fail(&refused);
+    let _ = fail(&good_a);
+    wait_for("b follows a's trip on the same connection", || {
+        good_b.state() == State::Open
+    });
+    assert!(sa.is_connected() && sb.is_connected());
+    assert_eq!(good_a.info().store_connected, Some(true));
+    assert_eq!(refused.state(), State::Open, "trips on local state");
+    // A later round: `good` is reset on a and b follows; `refused` stays cut off and
+    // is logged once.
+    good_a.reset();
+    wait_for("b follows a's reset", || good_b.state() == State::Closed);
+    assert_eq!(refused.info().store_connected, Some(false));
+    assert_eq!(count_logs(server.port, "cannot sync this breaker"), 1);
+    assert_eq!(count_logs(server.port, "unreachable"), 0);
+}
