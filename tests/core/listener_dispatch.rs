@@ -3,12 +3,18 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
 
 use crate::support::logs::LogText;
 use crate::support::*;
-use fluxgate::listeners::{Listener, ListenerError};
+use fluxgate::clock::ManualClock;
+use fluxgate::listeners::{
+    AsyncListener, CallEvent, Listener, ListenerError, ListenerFuture, SpawnFuture,
+};
+use fluxgate::registry::Registry;
+use fluxgate::store::MemoryStore;
 use fluxgate::trippers::FailureStreak;
-use fluxgate::{CircuitBreaker, Signal, State};
+use fluxgate::{AsyncCircuitBreaker, CircuitBreaker, Signal, State};
 
 #[test]
 fn l1_signal_is_immutable_and_cheap_to_clone() {
@@ -189,4 +195,167 @@ fn l2_a_listener_that_panics_on_attach_is_contained_and_logged() {
     assert!(log.contains("listener panicked"), "{log}");
     assert!(log.contains("listener_dispatch::PanicsOnAttach"), "{log}");
     assert!(log.contains("attach bug"), "{log}");
+}
+
+/// What `wants_calls()` of [`PanicsEverywhere`] does.
+#[derive(Clone, Copy, Debug)]
+enum Wants {
+    No,
+    Yes,
+    Panics,
+}
+
+/// A listener whose every method panics, `name()` included; `wants_calls()` as told.
+struct PanicsEverywhere(Wants);
+impl Listener for PanicsEverywhere {
+    fn on_signal(&self, _: &Signal) -> Result<(), ListenerError> {
+        panic!("on_signal bug")
+    }
+    fn on_attach(&self, _: &str, _: State) {
+        panic!("on_attach bug")
+    }
+    fn on_detach(&self, _: &str) {
+        panic!("on_detach bug")
+    }
+    fn wants_calls(&self) -> bool {
+        match self.0 {
+            Wants::No => false,
+            Wants::Yes => true,
+            Wants::Panics => panic!("wants_calls bug"),
+        }
+    }
+    fn on_call(&self, _: &CallEvent<'_>) {
+        panic!("on_call bug")
+    }
+    fn on_store_connection(&self, _: &str, _: bool) {
+        panic!("on_store_connection bug")
+    }
+    fn name(&self) -> &str {
+        panic!("name bug")
+    }
+}
+
+/// The async counterpart; `on_signal` panics itself or returns a future that panics.
+struct AsyncPanicsEverywhere {
+    wants: Wants,
+    in_future: bool,
+}
+impl AsyncListener for AsyncPanicsEverywhere {
+    fn on_signal(&self, _: Signal) -> ListenerFuture {
+        if self.in_future {
+            Box::pin(async { panic!("async future bug") })
+        } else {
+            panic!("async on_signal bug")
+        }
+    }
+    fn on_attach(&self, _: &str, _: State) {
+        panic!("on_attach bug")
+    }
+    fn on_detach(&self, _: &str) {
+        panic!("on_detach bug")
+    }
+    fn wants_calls(&self) -> bool {
+        match self.wants {
+            Wants::No => false,
+            Wants::Yes => true,
+            Wants::Panics => panic!("wants_calls bug"),
+        }
+    }
+    fn on_call(&self, _: &CallEvent<'_>) {
+        panic!("on_call bug")
+    }
+    fn on_store_connection(&self, _: &str, _: bool) {
+        panic!("on_store_connection bug")
+    }
+    fn name(&self) -> &str {
+        panic!("name bug")
+    }
+}
+
+#[test]
+fn l2_a_listener_whose_every_method_panics_never_reaches_the_caller() {
+    // L-2: a listener that panics never hurts the caller; R-3: nothing reachable from a
+    // configuration build() accepted panics at call time. Before: the trait's query
+    // methods ran outside every catch_unwind (`name()` for the log fields of attach,
+    // detach, a failed signal, store connection and on_call; `wants_calls()` when the
+    // breaker was built), so such a listener made build() panic, then the call that
+    // tripped the breaker, then every call when it wanted calls.
+    let captured = LogText::default();
+    let subscriber = captured.subscriber(); // enabled for every event: log fields are evaluated
+    tracing::subscriber::with_default(subscriber, || {
+        for wants in [Wants::No, Wants::Yes, Wants::Panics] {
+            let cb = CircuitBreaker::builder("svc")
+                .tripper(FailureStreak::new(1))
+                .listener(PanicsEverywhere(wants))
+                .build()
+                .unwrap_or_else(|e| panic!("{wants:?}: build() fails: {e}"));
+            assert_eq!(cb.state(), State::Closed, "{wants:?}");
+            assert!(ok(&cb).is_ok(), "{wants:?}");
+            assert!(
+                matches!(fail(&cb), Err(fluxgate::Error::Inner(_))),
+                "{wants:?}: the caller gets its own error"
+            );
+            assert_eq!(cb.state(), State::Open, "{wants:?}");
+            assert!(
+                matches!(ok(&cb), Err(fluxgate::Error::Rejected(_))),
+                "{wants:?}"
+            );
+            cb.reset();
+            assert_eq!(cb.state(), State::Closed, "{wants:?}");
+            assert!(ok(&cb).is_ok() && ok(&cb).is_ok(), "{wants:?}");
+            assert_eq!(cb.state(), State::Closed, "{wants:?}");
+
+            // A fleet store's connection events, and detach when a registry retires it.
+            let store = MemoryStore::new(ManualClock::new());
+            let fleet = CircuitBreaker::builder("fleet")
+                .store(store.clone())
+                .listener(PanicsEverywhere(wants))
+                .build()
+                .unwrap_or_else(|e| panic!("{wants:?}: build() with a store fails: {e}"));
+            store.set_connected(false);
+            store.set_connected(true);
+            assert!(ok(&fleet).is_ok(), "{wants:?}");
+            let registry: Registry = Registry::builder()
+                .listener(PanicsEverywhere(wants))
+                .build();
+            let kept = registry.get_or_create("db").expect("get_or_create");
+            kept.force_open();
+            assert_eq!(kept.state(), State::ForcedOpen, "{wants:?}");
+            assert!(registry.remove("db"), "{wants:?}");
+
+            // The async face: sync and async listeners, futures driven on this thread.
+            for in_future in [false, true] {
+                let cb = AsyncCircuitBreaker::builder("async")
+                    .tripper(FailureStreak::new(1))
+                    .listener(PanicsEverywhere(wants))
+                    .async_listener(AsyncPanicsEverywhere { wants, in_future })
+                    .spawner(|mut fut: SpawnFuture| {
+                        let mut cx = Context::from_waker(Waker::noop());
+                        let _ = fut.as_mut().poll(&mut cx);
+                    })
+                    .build()
+                    .unwrap_or_else(|e| panic!("{wants:?}: async build() fails: {e}"));
+                cb.admit().expect("admitted").success();
+                cb.admit().expect("admitted").failure();
+                assert_eq!(cb.state(), State::Open, "{wants:?} {in_future}");
+                assert!(cb.admit().is_err(), "{wants:?} {in_future}");
+                cb.reset();
+                assert_eq!(cb.state(), State::Closed, "{wants:?} {in_future}");
+                cb.admit().expect("admitted").success();
+                assert_eq!(cb.state(), State::Closed, "{wants:?} {in_future}");
+            }
+        }
+    });
+    let log = captured.text();
+    assert!(log.contains("listener panicked in name"), "{log}");
+    assert!(log.contains("<listener>"), "{log}");
+    assert!(log.contains("listener panicked in wants_calls"), "{log}");
+    assert!(log.contains("listener panicked in on_call"), "{log}");
+    assert!(
+        log.contains("listener panicked in on_store_connection"),
+        "{log}"
+    );
+    assert!(log.contains("listener panicked in on_detach"), "{log}");
+    assert!(log.contains("async future bug"), "{log}");
+    assert!(log.contains("async on_signal bug"), "{log}");
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::core::{Core, Parts};
 use crate::listeners::spawn::{Spawner, async_hook};
-use crate::listeners::{AsyncListener, CallSink, EventSink, Listener, panic_message};
+use crate::listeners::{AsyncListener, CallSink, EventSink, Listener, name_of, panic_message};
 use crate::permits::{Permit, RampUp};
 use crate::recovery::{ByTripper, Recovery};
 use crate::retries::{Cooldown, Retry};
@@ -343,7 +343,7 @@ impl<F: Face> Builder<F> {
         self.tripper.slow_thresholds(&mut thresholds);
         self.recovery.slow_thresholds(&mut thresholds);
         self.window.set_slow_thresholds(&thresholds);
-        let calls = CallSink::new(&self.listeners, &self.async_listeners);
+        let calls = CallSink::new(&self.name, &self.listeners, &self.async_listeners);
         let window_durations = self.measure_durations
             || self.tripper.needs_durations()
             || self.recovery.needs_durations();
@@ -392,23 +392,24 @@ impl<F: Face> Builder<F> {
             core.attach_store(&**store, EventSink::new(&listeners, &async_listeners));
         }
         for l in &listeners {
-            attach(l.name(), &self.name, || l.on_attach(&self.name, state));
+            attach(|| l.name(), &self.name, || l.on_attach(&self.name, state));
         }
         for l in &async_listeners {
-            attach(l.name(), &self.name, || l.on_attach(&self.name, state));
+            attach(|| l.name(), &self.name, || l.on_attach(&self.name, state));
         }
         Ok((F::from_core(core), succession))
     }
 }
 
 /// Runs a listener's `on_attach`: a panic in it is logged and goes no further (L-2), so
-/// the breaker is built all the same and the other listeners are attached.
-fn attach(listener: &str, circuit: &str, on_attach: impl FnOnce()) {
+/// the breaker is built all the same and the other listeners are attached. The listener's
+/// `name` is only asked for the log, and guarded too.
+fn attach<'a>(name: impl FnOnce() -> &'a str, circuit: &str, on_attach: impl FnOnce()) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(on_attach)) {
         tracing::error!(
             target: "fluxgate",
             circuit,
-            listener,
+            listener = name_of(name),
             panic = panic_message(&*panic),
             "listener panicked in on_attach"
         );

@@ -34,7 +34,7 @@ use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Signal;
-use crate::listeners::{Listener, notify_one, panic_message};
+use crate::listeners::{Listener, name_of, notify_one, panic_message};
 
 /// Signals that may wait for a breaker's listeners before new ones are coalesced.
 pub(crate) const QUEUE_CAPACITY: usize = 1024;
@@ -308,7 +308,7 @@ impl Dispatcher {
                 tracing::error!(
                     target: "fluxgate",
                     circuit = &*shared.name,
-                    listener = l.name(),
+                    listener = name_of(|| l.name()),
                     panic = panic_message(&*panic),
                     "listener panicked in on_detach"
                 );

@@ -451,14 +451,14 @@ pub(crate) fn notify_one(listener: &dyn Listener, signal: &Signal) {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(
             target: "fluxgate",
-            listener = listener.name(),
+            listener = name_of(|| listener.name()),
             circuit = &*signal.circuit_name,
             %error,
             "listener failed"
         ),
         Err(panic) => tracing::error!(
             target: "fluxgate",
-            listener = listener.name(),
+            listener = name_of(|| listener.name()),
             circuit = &*signal.circuit_name,
             panic = panic_message(&*panic),
             "listener panicked"
@@ -498,13 +498,13 @@ impl EventSink {
         for l in self.sync.iter() {
             let tell = AssertUnwindSafe(|| l.on_store_connection(circuit_name, connected));
             if catch_unwind(tell).is_err() {
-                log(l.name());
+                log(name_of(|| l.name()));
             }
         }
         for l in self.asynchronous.iter() {
             let tell = AssertUnwindSafe(|| l.on_store_connection(circuit_name, connected));
             if catch_unwind(tell).is_err() {
-                log(l.name());
+                log(name_of(|| l.name()));
             }
         }
     }
@@ -519,15 +519,21 @@ pub(crate) struct CallSink {
 }
 
 impl CallSink {
-    /// The sink of these listeners, or `None` when none of them wants calls.
+    /// The sink of these listeners of `circuit`, or `None` when none of them wants calls.
+    /// A listener whose `wants_calls()` panics is taken as not wanting them (logged).
     pub(crate) fn new(
+        circuit: &str,
         sync: &[std::sync::Arc<dyn Listener>],
         asynchronous: &[std::sync::Arc<dyn AsyncListener>],
     ) -> Option<CallSink> {
-        let sync: Box<[_]> = sync.iter().filter(|l| l.wants_calls()).cloned().collect();
+        let sync: Box<[_]> = sync
+            .iter()
+            .filter(|l| wants_calls(circuit, || l.wants_calls(), || l.name()))
+            .cloned()
+            .collect();
         let asynchronous: Box<[_]> = asynchronous
             .iter()
-            .filter(|l| l.wants_calls())
+            .filter(|l| wants_calls(circuit, || l.wants_calls(), || l.name()))
             .cloned()
             .collect();
         (!sync.is_empty() || !asynchronous.is_empty()).then(|| CallSink {
@@ -541,30 +547,73 @@ impl CallSink {
     pub(crate) fn emit(&self, event: &CallEvent<'_>) {
         for l in self.sync.iter() {
             if catch_unwind(AssertUnwindSafe(|| l.on_call(event))).is_err() {
-                self.panicked(l.name(), event);
+                self.panicked(|| l.name(), event);
             }
         }
         for l in self.asynchronous.iter() {
             if catch_unwind(AssertUnwindSafe(|| l.on_call(event))).is_err() {
-                self.panicked(l.name(), event);
+                self.panicked(|| l.name(), event);
             }
         }
     }
 
+    /// `name` is only asked when the panic is logged (the first time).
     #[cold]
-    fn panicked(&self, listener: &str, event: &CallEvent<'_>) {
+    fn panicked<'a>(&self, name: impl FnOnce() -> &'a str, event: &CallEvent<'_>) {
         if !self
             .panicked
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             tracing::error!(
                 target: "fluxgate",
-                listener,
+                listener = name_of(name),
                 circuit = event.circuit_name,
                 "listener panicked in on_call (logged once per breaker; calls go on)"
             );
         }
     }
+}
+
+/// What logs call a listener whose `name()` panicked.
+pub(crate) const UNNAMED: &str = "<listener>";
+
+/// A listener's name for a log message (`|| l.name()`), asked inside `catch_unwind`: a
+/// panic in `name()` is logged and the message names [`UNNAMED`] instead (L-2, R-3). For
+/// cold paths only (attach, detach, a failure being logged), never for a call that went
+/// well.
+#[cold]
+pub(crate) fn name_of<'a>(name: impl FnOnce() -> &'a str) -> &'a str {
+    match catch_unwind(AssertUnwindSafe(name)) {
+        Ok(name) => name,
+        Err(panic) => {
+            tracing::error!(
+                target: "fluxgate",
+                listener = UNNAMED,
+                panic = panic_message(&*panic),
+                "listener panicked in name"
+            );
+            UNNAMED
+        }
+    }
+}
+
+/// A listener's `wants_calls()`, asked once per breaker built, inside `catch_unwind`: a
+/// panic in it is logged and counts as `false` (L-2, R-3).
+fn wants_calls<'a>(
+    circuit: &str,
+    wants: impl FnOnce() -> bool,
+    name: impl FnOnce() -> &'a str,
+) -> bool {
+    catch_unwind(AssertUnwindSafe(wants)).unwrap_or_else(|panic| {
+        tracing::error!(
+            target: "fluxgate",
+            circuit,
+            listener = name_of(name),
+            panic = panic_message(&*panic),
+            "listener panicked in wants_calls (taken as false)"
+        );
+        false
+    })
 }
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {

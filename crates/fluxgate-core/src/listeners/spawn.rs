@@ -15,7 +15,7 @@ use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 
-use super::{AsyncListener, ListenerFuture, panic_message};
+use super::{AsyncListener, ListenerFuture, name_of, panic_message};
 use crate::Signal;
 use crate::core::dispatch::{QUEUE_CAPACITY, SignalHook, SignalQueue};
 
@@ -25,8 +25,13 @@ pub type SpawnFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// Something that runs futures in the background (a runtime's `spawn`).
 pub(crate) type Spawner = Arc<dyn Fn(SpawnFuture) + Send + Sync>;
 
-/// Wraps a listener's future so its error or panic is logged and goes no further.
-pub(crate) fn guarded(listener: String, circuit: Arc<str>, fut: ListenerFuture) -> SpawnFuture {
+/// Wraps a listener's future so its error or panic is logged and goes no further; the
+/// listener's name is only asked (guarded) when there is something to log.
+pub(crate) fn guarded(
+    listener: Arc<dyn AsyncListener>,
+    circuit: Arc<str>,
+    fut: ListenerFuture,
+) -> SpawnFuture {
     Box::pin(Guarded {
         fut,
         listener,
@@ -36,7 +41,7 @@ pub(crate) fn guarded(listener: String, circuit: Arc<str>, fut: ListenerFuture) 
 
 struct Guarded {
     fut: ListenerFuture,
-    listener: String,
+    listener: Arc<dyn AsyncListener>,
     circuit: Arc<str>,
 }
 
@@ -50,7 +55,7 @@ impl Future for Guarded {
             Ok(Poll::Ready(Err(error))) => {
                 tracing::error!(
                     target: "fluxgate",
-                    listener = %this.listener,
+                    listener = name_of(|| this.listener.name()),
                     circuit = &*this.circuit,
                     %error,
                     "async listener failed"
@@ -60,7 +65,7 @@ impl Future for Guarded {
             Err(panic) => {
                 tracing::error!(
                     target: "fluxgate",
-                    listener = %this.listener,
+                    listener = name_of(|| this.listener.name()),
                     circuit = &*this.circuit,
                     panic = panic_message(&*panic),
                     "async listener panicked"
@@ -232,7 +237,7 @@ impl SignalHook for AsyncHook {
                 tracing::warn!(
                     target: "fluxgate",
                     circuit = &*signal.circuit_name,
-                    listener = lane.listener.name(),
+                    listener = name_of(|| lane.listener.name()),
                     coalesced = total,
                     capacity = QUEUE_CAPACITY,
                     "async listener falls behind: signals coalesced"
@@ -285,7 +290,7 @@ impl SignalHook for AsyncHook {
                 tracing::error!(
                     target: "fluxgate",
                     circuit = circuit_name,
-                    listener = lane.listener.name(),
+                    listener = name_of(|| lane.listener.name()),
                     panic = panic_message(&*panic),
                     "async listener panicked in on_detach"
                 );
@@ -303,11 +308,11 @@ impl Lane {
     fn start(&self, signal: Signal) -> Option<SpawnFuture> {
         let circuit = signal.circuit_name.clone();
         match catch_unwind(AssertUnwindSafe(|| self.listener.on_signal(signal))) {
-            Ok(fut) => Some(guarded(self.listener.name().to_owned(), circuit, fut)),
+            Ok(fut) => Some(guarded(self.listener.clone(), circuit, fut)),
             Err(panic) => {
                 tracing::error!(
                     target: "fluxgate",
-                    listener = self.listener.name(),
+                    listener = name_of(|| self.listener.name()),
                     circuit = &*circuit,
                     panic = panic_message(&*panic),
                     "async listener panicked"
