@@ -393,7 +393,8 @@ impl Delivery {
         }
     }
 
-    /// One message, retried only when Slack asks for it (429 with `Retry-After`).
+    /// One message, retried only when Slack asks for it (429 with `Retry-After`). The reply
+    /// body is read in chunks up to [`MAX_REPLY_BODY`]; a longer one fails the message.
     async fn post(&self, signal: &Signal, body: String) -> Posted {
         let (url, auth) = match &self.endpoint {
             Endpoint::WebApi { url, auth, .. } => (url, Some(auth)),
@@ -441,14 +442,19 @@ impl Delivery {
                 );
                 return Posted::Failed;
             }
-            let bytes = match response.bytes().await {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    log_failure(signal, Some(status), None, &describe(error));
+            // An oversized body fails the message like a reply that is not JSON, and for
+            // the same reason is not retried: the server did answer (it may well have
+            // posted the message, so a retry could post it twice), and whatever put a
+            // body that size in front of us (a broken proxy, a wrong `api_base`) would
+            // most likely do it again, holding up the messages queued behind this one.
+            let body = match read_capped(response).await {
+                Ok(body) => body,
+                Err(reason) => {
+                    log_failure(signal, Some(status), None, &reason);
                     return Posted::Failed;
                 }
             };
-            return self.judge(signal, status, &bytes);
+            return self.judge(signal, status, &body);
         }
     }
 
@@ -496,6 +502,37 @@ impl Delivery {
                 log_failure(signal, Some(status), None, "slack's answer is not JSON");
                 Posted::Failed
             }
+        }
+    }
+}
+
+/// The most of a reply body the worker reads (64 KiB). Slack's `chat.postMessage` answers
+/// and a webhook's `ok` are a few KB at most; a longer body (announced by `Content-Length`
+/// or met while reading) is not read further and the message counts as failed, so a
+/// misbehaving server or proxy cannot make the worker buffer an unbounded reply.
+const MAX_REPLY_BODY: usize = 64 * 1024;
+
+/// Reads the reply body, at most [`MAX_REPLY_BODY`] bytes of it, chunk by chunk. A body
+/// announced or found to be longer is not read further: the response is dropped, which
+/// closes its connection, and the error says why. Other errors are described without the
+/// URL.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_long = || format!("Slack reply body over {MAX_REPLY_BODY} bytes");
+    let announced = response.content_length();
+    if announced.is_some_and(|len| len > MAX_REPLY_BODY as u64) {
+        return Err(too_long());
+    }
+    let mut body = Vec::with_capacity(announced.map_or(0, |len| len as usize));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if chunk.len() > MAX_REPLY_BODY - body.len() {
+                    return Err(too_long());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(error) => return Err(describe(error)),
         }
     }
 }
