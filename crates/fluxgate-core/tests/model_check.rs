@@ -382,6 +382,64 @@ fn sm8_a_timed_out_probe_counts_once_and_frees_its_slot_once() {
     });
 }
 
+/// One slot, a probe past its deadline, and a caller whose clock reading may come from
+/// before the reclaim: whatever the interleaving, the hung probe's late outcome never
+/// frees the slot of the probe admitted after it (the new stamp is never the old one).
+#[test]
+fn sm8_a_reclaimed_probe_never_frees_the_slot_of_a_later_probe() {
+    check("probe timeout, stale reading", || {
+        let clock = ManualClock::new();
+        let cb = Arc::new(
+            CircuitBreaker::builder("model")
+                .tripper(FailureStreak::new(1))
+                .retry(Cooldown::new(Duration::from_secs(1)))
+                .permit(permits::All)
+                .max_half_open_calls(1)
+                .probe_timeout(Duration::from_secs(1))
+                .recovery(Forever)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        fail(&cb);
+        clock.advance(Duration::from_secs(1));
+        let hung = cb.admit_owned().unwrap();
+        // The reclaimer moves the clock past the hung probe's deadline, reclaims it and
+        // gives its own slot straight back; the caller reads the clock before or after.
+        let reclaimer = {
+            let (cb, clock) = (cb.clone(), clock.clone());
+            thread::spawn(move || {
+                clock.advance(Duration::from_secs(1));
+                drop(cb.admit_owned());
+            })
+        };
+        let caller = {
+            let cb = cb.clone();
+            thread::spawn(move || cb.admit_owned().ok())
+        };
+        // The hung probe holds the only slot until the reclaim: the caller can only be
+        // admitted after it, with a deadline the clock never reaches.
+        reclaimer.join().unwrap();
+        let late = thread::spawn(move || hung.success());
+        let probe = caller.join().unwrap();
+        late.join().unwrap();
+        assert_eq!(
+            cb.half_open_in_flight() as usize,
+            usize::from(probe.is_some()),
+            "the late outcome freed the new probe's slot"
+        );
+        let admitted = probe.is_some();
+        if let Some(p) = probe {
+            p.failure();
+        }
+        assert_eq!(cb.half_open_in_flight(), 0, "a slot leaked");
+        // The hung probe counts once, as a timeout; its late success never counts.
+        let m = cb.info().metric;
+        assert_eq!(m.failure_count, 1 + u64::from(admitted), "{m:?}");
+        assert_eq!(m.total_count, m.failure_count, "{m:?}");
+    });
+}
+
 /// A store that hands out its link and records the probe leases asked for.
 #[derive(Clone, Default)]
 struct Gate {
