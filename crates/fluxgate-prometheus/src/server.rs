@@ -25,7 +25,7 @@
 //! | keep-alive idle time | 5 s (the same deadline: the next head must be complete by then) | clients that keep their connection open and silent |
 //! | whole answer | 10 s from the request to the last byte handed to the kernel, not per write | clients that read the answer a byte at a time |
 //! | request head size | 16 KiB | oversized heads (answered 431) |
-//! | connections at once | 128; a new one sheds the oldest idle, unfinished or closing connection (only when every connection is being answered, the oldest of those) | floods of any of the above crowding out good scrapes |
+//! | connections at once | 128; a new one sheds the oldest idle, unfinished or closing connection (only when every connection is being answered, the oldest of those), and each new one reads its request before the next is taken | floods of any of the above crowding out good scrapes |
 //! | closing | at most 2 s and 1 MiB read and discarded after the last answer | closing with unread input resets the connection and can destroy the answer |
 //! | encodings | one at a time, at most one a second: scrapes that arrive while one runs, or within 1 s after it ended, share its body (the same for `/status.json`, rendered apart from `/metrics`) | a burst or a loop of scrapes encoding the registry once each |
 //! | bodies alive | 4 at most (kept for reuse or still being sent); beyond, scrapes get the newest | slow readers each holding their own copy of a large body |
@@ -584,6 +584,12 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, control: &Control) {
                 let _ = stream.set_nodelay(true);
                 let slot = shared.slots.admit();
                 tokio::spawn(connection(stream, slot, Arc::clone(&shared)));
+                // Let the new connection read what it was sent before the next one is
+                // taken: a good scrape's request is there at once, and once read its
+                // connection is answering, the phase shed last. Taking a burst of
+                // connections first (up to the runtime's budget) would let a flood of
+                // new ones shed the scrape before it was ever read.
+                tokio::task::yield_now().await;
             }
             Some(Err(error)) => {
                 if !matches!(
