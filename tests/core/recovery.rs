@@ -688,6 +688,26 @@ fn sm8_a_caller_that_read_the_clock_before_a_reclaim_never_takes_the_reclaimed_p
 }
 
 #[test]
+fn sm8_a_timed_out_probe_counts_as_a_failure_lasting_the_timeout_whenever_it_is_found() {
+    // The old code recorded it as lasting until the caller that found it: a probe hung
+    // for 5 s and found at 7 s counted 7 s, so slow-call rules saw whatever the traffic
+    // made of it.
+    for found_after in [5 * SEC, 7 * SEC, 3600 * SEC] {
+        let clock = ManualClock::new();
+        let rec = Recorder::default();
+        let cb = one_slot(&clock, &rec);
+        open_it(&cb);
+        let hung = cb.admit().unwrap();
+        clock.advance(found_after);
+        let probe = cb.admit().expect("the slot came back");
+        let m = cb.info().metric;
+        assert_eq!((m.total_count, m.failure_count), (1, 1));
+        assert_eq!(m.total_duration, 5 * SEC, "found after {found_after:?}");
+        drop((hung, probe));
+    }
+}
+
+#[test]
 fn sm8_a_permit_that_panics_gives_the_half_open_slot_back() {
     // The old code took the slot, then asked the permit: a panic there left the slot
     // taken for good, and with one slot the circuit stayed half-open, refusing every call.

@@ -62,6 +62,11 @@ impl Leases {
         }
     }
 
+    /// The probe timeout, in nanoseconds.
+    pub(crate) fn timeout(&self) -> u64 {
+        self.timeout
+    }
+
     /// The deadline, in milliseconds, of a probe admitted at `start` (never 0: the
     /// timeout is at least a nanosecond; below `DEADLINE_MASK`: `u64::MAX` nanoseconds
     /// are 1.8e13 ms).
@@ -103,9 +108,9 @@ impl Leases {
     }
 
     /// Frees every slot of the period of `epoch` whose probe is past its deadline at
-    /// `now`, and calls `timed_out` with the start of each probe it freed (exactly once per
-    /// probe: a probe that recorded first keeps its outcome).
-    pub(crate) fn reclaim(&self, epoch: u64, now: u64, mut timed_out: impl FnMut(u64)) {
+    /// `now`, and calls `timed_out` once for each probe it freed (exactly once per probe: a
+    /// probe that recorded first keeps its outcome).
+    pub(crate) fn reclaim(&self, epoch: u64, now: u64, mut timed_out: impl FnMut()) {
         let tag = tagged::tag_of(epoch, TAG_BITS);
         for slot in self.slots.iter() {
             let cur = slot.load(Ordering::Acquire);
@@ -116,8 +121,7 @@ impl Leases {
                     .compare_exchange(cur, freed, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    let at = deadline.saturating_mul(NANOS_PER_MS);
-                    timed_out(at.saturating_sub(self.timeout));
+                    timed_out();
                 }
             }
         }

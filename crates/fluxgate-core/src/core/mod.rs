@@ -658,11 +658,12 @@ impl Core {
         };
         let epoch = epoch_of(word);
         let now = self.clock.now_nanos();
-        leases.reclaim(epoch, now, |start| {
-            // The hung probe's ticket will find its slot gone and record nothing.
+        leases.reclaim(epoch, now, || {
+            // The hung probe's ticket will find its slot gone and record nothing. It
+            // counts as a failure lasting the timeout, whenever a caller finds it.
             let mut timed_out = Admission {
                 word,
-                start,
+                start: now.saturating_sub(leases.timeout()),
                 slot: Slot::None,
                 lease: 0,
             };
