@@ -134,3 +134,46 @@ impl Listener for SlowDetach {
         self.life.on_detach(name);
     }
 }
+
+/// A listener whose `on_signal` for a signal into `state` waits, the first time, until
+/// the test lets it go: a slow listener in front of the others, with a signal of a
+/// breaker half delivered.
+pub(crate) struct SlowSignal {
+    state: State,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl SlowSignal {
+    /// The listener, the receiver told once it waits, and the sender that lets it go.
+    pub(crate) fn new(
+        state: State,
+    ) -> (
+        SlowSignal,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(1);
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let slow = SlowSignal {
+            state,
+            entered: entered_tx,
+            release: Mutex::new(Some(release_rx)),
+        };
+        (slow, entered_rx, release_tx)
+    }
+}
+
+impl Listener for SlowSignal {
+    fn on_signal(&self, s: &Signal) -> Result<(), ListenerError> {
+        if s.new_state != self.state {
+            return Ok(());
+        }
+        let release = self.release.lock().unwrap().take();
+        if let Some(release) = release {
+            let _ = self.entered.try_send(());
+            let _ = release.recv_timeout(std::time::Duration::from_secs(30));
+        }
+        Ok(())
+    }
+}

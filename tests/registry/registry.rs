@@ -12,7 +12,7 @@ use fluxgate::windows::{CountWindow, TimeWindow};
 use fluxgate::{CircuitBreaker, State};
 
 use super::support::{fail, ok};
-use super::{Lifecycle, SlowDetach};
+use super::{Lifecycle, SlowDetach, SlowSignal};
 
 fn registry(clock: &ManualClock, life: &Lifecycle) -> Registry {
     let clock = clock.clone();
@@ -528,5 +528,61 @@ fn a_name_built_again_while_its_old_breaker_detaches_is_attached_after_it() {
     assert_eq!(
         slow.life.lifecycle(),
         ["attach db closed", "detach db", "attach db closed"]
+    );
+}
+
+#[test]
+fn a_removed_breakers_signal_still_being_delivered_never_reaches_a_listener_after_its_detach() {
+    // A slow listener holds a signal of "t1" past the removal's waits. The old code then
+    // detached the breaker and let the signal go on to the next listener: a Prometheus
+    // listener re-created the removed circuit's series (forced_open = 1) for good.
+    let (slow, entered, release) = SlowSignal::new(State::ForcedOpen);
+    let life = Lifecycle::default();
+    let registry: Registry = Registry::builder()
+        .listener(slow)
+        .listener(life.clone())
+        .build();
+    let cb = registry.get_or_create("t1").unwrap();
+    std::thread::scope(|s| {
+        let opener = s.spawn(move || cb.force_open());
+        entered.recv().unwrap(); // the signal is inside the slow listener
+        assert!(registry.remove("t1"));
+        release.send(()).unwrap();
+        opener.join().unwrap();
+    });
+    assert_eq!(life.events(), ["attach t1 closed", "detach t1"]);
+}
+
+#[test]
+fn after_a_reconfiguration_no_signal_of_the_old_breaker_comes_after_the_successors() {
+    // The old breaker's signal into forced_open is held by a slow listener while the
+    // breaker is reconfigured and its successor reset. The old code delivered it last:
+    // the listeners ended on forced_open while the breaker was closed.
+    let (slow, entered, release) = SlowSignal::new(State::ForcedOpen);
+    let life = Lifecycle::default();
+    let registry: Registry = Registry::builder()
+        .listener(slow)
+        .listener(life.clone())
+        .build();
+    let old = registry.get_or_create("db").unwrap();
+    std::thread::scope(|s| {
+        let opener = s.spawn(move || old.force_open());
+        entered.recv().unwrap();
+        registry
+            .reconfigure("db", |b| b.max_half_open_calls(3))
+            .unwrap();
+        let new = registry.get("db").unwrap();
+        new.reset();
+        release.send(()).unwrap();
+        opener.join().unwrap();
+        assert_eq!(new.state(), State::Closed);
+    });
+    assert_eq!(
+        life.events(),
+        [
+            "attach db closed",
+            "attach db forced_open",
+            "signal db forced_open->closed"
+        ]
     );
 }

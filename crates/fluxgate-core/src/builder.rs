@@ -378,6 +378,9 @@ impl<F: Face> Builder<F> {
             Some(old) => {
                 let old_shape = old.window_shape();
                 let state = core.succeed(old, shared.is_some());
+                // The old core is frozen: its last signals must not reach the listeners
+                // after the successor's attach (which tells them the state it took over).
+                old.close_signals();
                 let succession = Succession {
                     state,
                     window_kept: shared.is_some(),

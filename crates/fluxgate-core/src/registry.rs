@@ -641,6 +641,13 @@ impl<F: Face> Registry<F> {
     /// Rebuilds the live breaker `name` under `config` (held for writing by the caller).
     fn rebuild(&self, config: &Config<F>, name: &str) -> Result<Option<Reconfigured>, ConfigError> {
         let shard = self.inner.breakers.shard_of(name);
+        // The old breaker's queued signals reach its listeners first (waited for briefly,
+        // with no lock of the map held): what is still queued when its successor takes
+        // over is dropped, so that no old signal comes after the successor's.
+        let old = self.inner.breakers.read(shard).get(name).cloned();
+        if let Some(old) = old {
+            drain_signals(old.core());
+        }
         let mut map = self.inner.breakers.write(shard);
         let Some(old) = map.get(name) else {
             return Ok(None);

@@ -50,6 +50,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Least time between two "falling behind" warnings of one queue.
 const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long closing a line waits for the listener call in progress to return.
+const CALL_WAIT: Duration = Duration::from_secs(1);
+
 /// Runs after the sync listeners for each signal, on the same thread and in the same
 /// order (the async face hands signals to its async listeners with it).
 pub(crate) trait SignalHook: Send + Sync {
@@ -62,6 +65,11 @@ pub(crate) trait SignalHook: Send + Sync {
     /// The breaker `circuit_name` is retired (`on_detach` of every async listener).
     fn detach(&self, circuit_name: &str) {
         let _ = circuit_name;
+    }
+
+    /// Starts no more signals: those still queued are dropped; returns how many.
+    fn close(&self) -> usize {
+        0
     }
 }
 
@@ -97,6 +105,13 @@ impl SignalQueue {
 
     pub(crate) fn pop(&mut self) -> Option<Signal> {
         self.items.pop_front().map(|q| q.signal)
+    }
+
+    /// Drops every queued signal; returns how many.
+    pub(crate) fn clear(&mut self) -> usize {
+        let n = self.items.len();
+        self.items.clear();
+        n
     }
 
     /// Appends `signal`; when full, merges it into the newest queued signal instead and
@@ -154,8 +169,12 @@ struct Line {
     owner: Owner,
     /// The thread inside the listeners right now, if any.
     deliverer: Option<ThreadId>,
-    /// Threads in `flush`.
+    /// Threads in `flush` or `close`.
     waiters: usize,
+    /// No more listener calls: the breaker was retired, or a successor took over.
+    closed: bool,
+    /// A listener (or the hook) is being called.
+    in_call: bool,
 }
 
 impl Line {
@@ -202,6 +221,8 @@ impl Dispatcher {
                     owner: Owner::Nobody,
                     deliverer: None,
                     waiters: 0,
+                    closed: false,
+                    in_call: false,
                 }),
                 settled: Condvar::new(),
                 coalesced: AtomicU64::new(0),
@@ -227,7 +248,10 @@ impl Dispatcher {
         let mut warn = None;
         let own = {
             let mut line = shared.lock();
-            if line.owner == Owner::Nobody {
+            if line.closed {
+                // A retired breaker makes no transitions; nothing is delivered any more.
+                None
+            } else if line.owner == Owner::Nobody {
                 line.owner = Owner::Caller;
                 line.deliverer = Some(me);
                 Some(signal)
@@ -298,11 +322,55 @@ impl Dispatcher {
         }
     }
 
-    /// Calls `on_detach` on every listener, then the hook's; panics are contained.
+    /// Delivers nothing more: signals still queued are dropped (logged with their
+    /// number), and the listener call in progress, if any, is waited for (at most
+    /// [`CALL_WAIT`]; not by the thread making that call). After this, no listener hears
+    /// of this breaker again but through `on_detach`, so a listener that drops a
+    /// circuit's state there, or a successor that took over the circuit, sees no older
+    /// signal come after.
+    pub(crate) fn close(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let me = thread::current().id();
+        let deadline = Instant::now() + CALL_WAIT;
+        let mut line = shared.lock();
+        line.closed = true;
+        let mut dropped = line.queue.clear();
+        while line.in_call && line.deliverer != Some(me) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            line.waiters += 1;
+            line = shared
+                .settled
+                .wait_timeout(line, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            line.waiters -= 1;
+        }
+        drop(line);
+        if let Some(hook) = &shared.hook {
+            dropped += catch_unwind(AssertUnwindSafe(|| hook.close())).unwrap_or(0);
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                target: "fluxgate",
+                circuit = &*shared.name,
+                dropped,
+                "signals of a retired breaker dropped: its listeners were too slow to take them before it left"
+            );
+        }
+    }
+
+    /// Closes the line ([`close`](Self::close)), then calls `on_detach` on every
+    /// listener, then the hook's; panics are contained.
     pub(crate) fn detach(&self) {
         let Some(shared) = &self.shared else {
             return;
         };
+        self.close();
         for l in &shared.listeners {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.on_detach(&shared.name))) {
                 tracing::error!(
@@ -334,11 +402,19 @@ impl Shared {
     }
 
     /// Every listener, then the hook, outside every lock; failures are contained (L-2).
+    /// Stops as soon as the line is closed.
     fn deliver(&self, signal: &Signal) {
         for l in &self.listeners {
+            if !self.enter_call() {
+                return;
+            }
             notify_one(&**l, signal);
+            self.leave_call();
         }
         if let Some(hook) = &self.hook {
+            if !self.enter_call() {
+                return;
+            }
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook.on_signal(signal))) {
                 tracing::error!(
                     target: "fluxgate",
@@ -347,6 +423,25 @@ impl Shared {
                     "signal hook panicked"
                 );
             }
+            self.leave_call();
+        }
+    }
+
+    /// Marks a listener call as in progress, unless the line is closed.
+    fn enter_call(&self) -> bool {
+        let mut line = self.lock();
+        if line.closed {
+            return false;
+        }
+        line.in_call = true;
+        true
+    }
+
+    fn leave_call(&self) {
+        let mut line = self.lock();
+        line.in_call = false;
+        if line.closed && line.waiters > 0 {
+            self.settled.notify_all();
         }
     }
 

@@ -1165,4 +1165,12 @@ impl Core {
     pub(crate) fn detach_listeners(&self) {
         self.dispatch.detach();
     }
+
+    /// After a successor took over (`succeed`): delivers none of this core's signals any
+    /// more (those still queued are dropped, the listener call in progress is waited for
+    /// briefly), so the successor's listeners never hear an older signal after a newer
+    /// one of the same circuit.
+    pub(crate) fn close_signals(&self) {
+        self.dispatch.close();
+    }
 }

@@ -186,6 +186,8 @@ struct LaneState {
     /// A pump task exists.
     running: bool,
     waker: Option<Waker>,
+    /// The breaker was retired or taken over: no signal is started any more.
+    closed: bool,
 }
 
 impl AsyncHook {
@@ -204,6 +206,7 @@ impl AsyncHook {
                         starting: false,
                         running: false,
                         waker: None,
+                        closed: false,
                     }),
                 })
             })
@@ -222,6 +225,9 @@ impl SignalHook for AsyncHook {
             let mut warn = None;
             let start_now = {
                 let mut st = lane.lock();
+                if st.closed {
+                    continue;
+                }
                 if st.queue.is_empty() && !st.starting && st.in_flight < ASYNC_IN_FLIGHT {
                     st.in_flight += 1;
                     true
@@ -281,6 +287,17 @@ impl SignalHook for AsyncHook {
 
     fn coalesced(&self) -> u64 {
         self.coalesced.load(Ordering::Relaxed)
+    }
+
+    fn close(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(|lane| {
+                let mut st = lane.lock();
+                st.closed = true;
+                st.queue.clear()
+            })
+            .sum()
     }
 
     fn detach(&self, circuit_name: &str) {
