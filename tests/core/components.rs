@@ -197,6 +197,197 @@ fn m3_thresholds_are_collected_from_the_tripper_tree() {
     assert!(SlowRate::new(0.5, t2).trip(&ctx(&m, 0)));
 }
 
+/// The microseconds both windows keep of a call: whole ones, truncated (M-1).
+fn truncated_micros(calls: &[Duration]) -> Duration {
+    Duration::from_micros(calls.iter().map(|d| d.as_nanos() as u64 / 1000).sum())
+}
+
+#[test]
+fn m1_tr5_time_window_truncates_so_a_99_9996_ms_call_stays_under_avg_latency_100_ms() {
+    // TR-5 over M-1 durations: a call of 99.9996 ms is kept as 99 999 µs (truncated), in a
+    // TimeWindow as in a CountWindow, so it does not reach AvgLatency(100 ms). The time
+    // window used to round it to 100 000 µs and open the circuit.
+    let call = Duration::from_nanos(99_999_600);
+    for (name, window) in [
+        (
+            "time",
+            AnyWindow::Time(TimeWindow::new(Duration::from_secs(60))),
+        ),
+        ("count", AnyWindow::Count(CountWindow::new(10))),
+    ] {
+        let clock = ManualClock::new();
+        let cb = window
+            .install(CircuitBreaker::builder("avg"))
+            .tripper(AvgLatency::new(100 * MS))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        slow_ok(&cb, &clock, call).unwrap();
+        assert_eq!(cb.state(), State::Closed, "{name}");
+        assert_eq!(
+            cb.info().metric.total_duration,
+            Duration::from_micros(99_999),
+            "{name}"
+        );
+        // 100 ms itself reaches it: (99 999 + 100 001) µs over two calls
+        slow_ok(&cb, &clock, Duration::from_micros(100_001)).unwrap();
+        assert_eq!(cb.state(), State::Open, "{name}");
+    }
+}
+
+/// A window handed to a builder by value, either kind.
+enum AnyWindow {
+    Time(TimeWindow),
+    Count(CountWindow),
+}
+
+impl AnyWindow {
+    fn install(self, b: fluxgate::Builder) -> fluxgate::Builder {
+        match self {
+            AnyWindow::Time(w) => b.window(w),
+            AnyWindow::Count(w) => b.window(w),
+        }
+    }
+}
+
+#[test]
+fn m1_w1_w2_count_and_time_windows_sum_the_same_truncated_durations() {
+    // W-1, W-2, M-1: the same calls give the same total_duration in both windows, each
+    // call's duration truncated to whole microseconds.
+    let mut calls: Vec<Duration> = [
+        1,
+        499,
+        500,
+        501,
+        999,
+        1_000,
+        1_001,
+        1_499,
+        1_500,
+        1_999,
+        99_999_600,
+        1_000_500,
+        123_456_789,
+        2_999_999_999,
+    ]
+    .into_iter()
+    .map(Duration::from_nanos)
+    .collect();
+    let mut rng = fastrand::Rng::with_seed(42);
+    calls.extend((0..500).map(|_| Duration::from_nanos(rng.u64(0..10_000_000) | 1)));
+    let count = CountWindow::new(1000);
+    let time = TimeWindow::new(Duration::from_secs(60));
+    for (i, &d) in calls.iter().enumerate() {
+        let record = if i % 3 == 0 {
+            Record::failure(d)
+        } else {
+            Record::success(d)
+        };
+        count.record(0, 0, record);
+        time.record(0, 0, record);
+    }
+    let (c, t) = (count.metric(0, 0), time.metric(0, 0));
+    assert_eq!(c.total_duration, truncated_micros(&calls));
+    assert_eq!(t.total_duration, c.total_duration);
+    assert_eq!(
+        (t.total_count, t.failure_count),
+        (c.total_count, c.failure_count)
+    );
+}
+
+#[test]
+fn tr5_tr6_latency_thresholds_must_be_whole_microseconds() {
+    // M-2 needs both windows to count a call of exactly t as slow; the count window keeps
+    // whole microseconds, so a threshold between two of them is refused at build().
+    let odd = Duration::from_nanos(1_000_500);
+    let err = CircuitBreaker::builder("x")
+        .tripper(SlowRate::new(0.5, odd))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        (err.component(), err.parameter(), err.value()),
+        ("SlowRate", "threshold", "1.0005ms")
+    );
+    assert_eq!(
+        err.to_string(),
+        "SlowRate threshold must be a whole number of microseconds, got 1.0005ms"
+    );
+    let err = CircuitBreaker::builder("x")
+        .tripper(MinRequests::new(5) & AvgLatency::new(odd))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "AvgLatency threshold must be a whole number of microseconds, got 1.0005ms"
+    );
+    // TR-8: found anywhere in the tree, and in a recovery rule too
+    let err = CircuitBreaker::builder("x")
+        .recovery(fluxgate::recovery::Probes::new(
+            3,
+            FailureRate::new(0.5) | SlowRate::new(0.5, Duration::from_nanos(1)),
+        ))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SlowRate threshold must be a whole number of microseconds, got 1ns"
+    );
+    assert_eq!(
+        CircuitBreaker::builder("x")
+            .tripper(SlowRate::new(0.5, Duration::MAX))
+            .build()
+            .unwrap_err()
+            .to_string(),
+        "SlowRate threshold must be a whole number of microseconds, got 18446744073709551615.999999999s"
+    );
+    for ok in [
+        Duration::from_micros(1),
+        Duration::from_nanos(1_001_000),
+        Duration::from_secs(u64::MAX),
+    ] {
+        assert!(
+            CircuitBreaker::builder("x")
+                .tripper(SlowRate::new(0.5, ok) | AvgLatency::new(ok))
+                .build()
+                .is_ok(),
+            "{ok:?}"
+        );
+    }
+}
+
+#[test]
+fn m2_a_call_of_exactly_a_whole_microsecond_threshold_is_slow_in_both_windows() {
+    // M-2: slow iff duration >= t, for t = 1.001 ms, in a CountWindow and a TimeWindow.
+    let t = Duration::from_micros(1001);
+    let ns = Duration::from_nanos(1);
+    for (name, window) in [
+        (
+            "time",
+            AnyWindow::Time(TimeWindow::new(Duration::from_secs(60))),
+        ),
+        ("count", AnyWindow::Count(CountWindow::new(10))),
+    ] {
+        let clock = ManualClock::new();
+        let cb = window
+            .install(CircuitBreaker::builder("slow"))
+            .tripper(SlowRate::new(1.0, t) & MinRequests::new(1000))
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        slow_ok(&cb, &clock, t).unwrap(); // exactly t: slow
+        assert_eq!(cb.info().metric.slow_count(t), 1, "{name}");
+        slow_ok(&cb, &clock, t - ns).unwrap(); // one nanosecond less: not
+        let _ = slow_fail(&cb, &clock, t + 999 * ns); // slow, failed or not
+        let m = cb.info().metric;
+        assert_eq!((m.total_count, m.slow_count(t)), (3, 2), "{name}");
+        assert_eq!(
+            m.total_duration,
+            truncated_micros(&[t, t - ns, t + 999 * ns]),
+            "{name}"
+        );
+    }
+}
+
 #[derive(Debug)]
 struct Wrapped(io::Error);
 impl fmt::Display for Wrapped {
@@ -500,6 +691,18 @@ fn config_errors_name_component_parameter_value_and_range() {
             "SlowRate threshold must be greater than zero, got 0ns",
         ),
         (
+            b().tripper(SlowRate::new(0.5, Duration::from_nanos(1_000_500)))
+                .build()
+                .unwrap_err(),
+            "SlowRate threshold must be a whole number of microseconds, got 1.0005ms",
+        ),
+        (
+            b().tripper(AvgLatency::new(Duration::from_nanos(1_000_500)))
+                .build()
+                .unwrap_err(),
+            "AvgLatency threshold must be a whole number of microseconds, got 1.0005ms",
+        ),
+        (
             b().tripper(FailureStreak::new(0)).build().unwrap_err(),
             "FailureStreak n must be >= 1, got 0",
         ),
@@ -587,7 +790,10 @@ fn config_errors_name_component_parameter_value_and_range() {
 fn no_panic_on_extreme_inputs() {
     let clock = ManualClock::new();
     let cb = CircuitBreaker::builder("x")
-        .tripper(AvgLatency::new(Duration::from_nanos(1)) | SlowRate::new(1.0, Duration::MAX))
+        .tripper(
+            AvgLatency::new(Duration::from_micros(1))
+                | SlowRate::new(1.0, Duration::from_secs(u64::MAX)),
+        )
         .retry(
             Backoff::new(Duration::from_nanos(1))
                 .max(Duration::MAX)

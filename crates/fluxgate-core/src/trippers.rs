@@ -206,9 +206,12 @@ impl Tripper for MinRequests {
 /// computed as the `f64` nearest to it (IEEE division rounds correctly), as the Python
 /// library and the docs write it (TR-4, TR-6). Comparing the product `ratio · total`
 /// instead is not the same: `0.28 × 25` is `7.000000000000001`, and 7 failures in 25
-/// calls would not reach a 0.28 failure rate. The quotient rule is monotone, exact for
-/// every count below 2^53, and treats a ratio as the number it stands for: `0.28` is
-/// reached by 7 of 25, `5.0 / 6.0` by 5 of 6, `1.0 / 3.0` by 1 of 3.
+/// calls would not reach a 0.28 failure rate. The quotient rule is monotone and reaches
+/// a ratio given as an `f64` quotient: `0.28` is reached by 7 of 25, `5.0 / 6.0` by 5 of
+/// 6, `1.0 / 3.0` by 1 of 3. For a ratio written as a decimal of `k` places it agrees
+/// with exact decimal arithmetic whenever `total · 10^k ≤ 2^53` (so up to 9 places for
+/// every window of up to 2^22 calls); beyond that a count just below the decimal can
+/// round onto it: 9 of 23 reach `0.391304347826087` although 9/23 = 0.39130434782608695….
 #[derive(Debug, Clone, Copy)]
 struct Ratio(f64);
 
@@ -240,7 +243,10 @@ impl Ratio {
 /// The quotient `failures / total` is compared with `ratio` (not `ratio · total` with the
 /// count, which rounds the wrong way: `0.28 × 25` is `7.000000000000001`), so 7 failures
 /// in 25 calls reach `FailureRate::new(0.28)`, 5 in 6 reach `5.0 / 6.0`, and 1 in 3
-/// reaches `1.0 / 3.0`: a ratio means the number it stands for.
+/// reaches `1.0 / 3.0`: both sides are the same `f64` quotient. A ratio written as a
+/// decimal of `k` places is compared as that decimal whenever `total · 10^k ≤ 2^53`
+/// (up to 9 places for every window of up to 2^22 calls); with more places a count just
+/// below the decimal can round onto it (9 of 23 reach `0.391304347826087`).
 ///
 /// ```
 /// use fluxgate_core::{Metric, State, trippers::{FailureRate, TripContext, Tripper}};
@@ -278,9 +284,13 @@ impl Tripper for FailureRate {
     }
 }
 
-/// Average duration ≥ `threshold`, with at least one call (TR-5); threshold > 0.
+/// Average duration ≥ `threshold`, with at least one call (TR-5); threshold > 0 and a
+/// whole number of microseconds (checked by `build()`).
 ///
-/// Exact to the nanosecond: the rule holds iff `total_duration ≥ threshold · total`.
+/// The rule holds iff `total_duration ≥ threshold · total`, compared without rounding.
+/// The windows keep each call's duration in whole microseconds, truncated, so it is the
+/// average of the truncated durations that is compared: one call of 99.9996 ms does not
+/// reach `AvgLatency::new(100 ms)`, and a call is never counted as slower than it was.
 ///
 /// ```
 /// use std::time::Duration;
@@ -307,8 +317,9 @@ impl Tripper for AvgLatency {
         true
     }
     fn trip(&self, ctx: &TripContext<'_>) -> bool {
-        // total_duration / total ≥ threshold, exactly: total_duration ≥ threshold · total in
-        // nanoseconds (a product past u128 is beyond any total duration).
+        // total_duration / total ≥ threshold, without rounding the average: total_duration
+        // ≥ threshold · total in nanoseconds (a product past u128 is beyond any total
+        // duration). The window's total_duration is a sum of truncated microseconds.
         let m = ctx.metric;
         m.total_count > 0
             && self
@@ -318,7 +329,7 @@ impl Tripper for AvgLatency {
                 .is_some_and(|need| m.total_duration.as_nanos() >= need)
     }
     fn validate(&self) -> Result<(), ConfigError> {
-        ConfigError::positive("AvgLatency", "threshold", self.0)
+        whole_micros("AvgLatency", self.0)
     }
     fn needs_durations(&self) -> bool {
         true
@@ -326,7 +337,9 @@ impl Tripper for AvgLatency {
 }
 
 /// Share of calls at least as slow as `threshold` ≥ `ratio` (TR-6); ratio in (0, 1],
-/// threshold > 0. Each `SlowRate` reads only its own threshold's count.
+/// threshold > 0 and a whole number of microseconds (checked by `build()`, so that both
+/// windows, which keep durations in whole microseconds, count a call of exactly
+/// `threshold` as slow, M-2). Each `SlowRate` reads only its own threshold's count.
 ///
 /// ```
 /// use std::time::Duration;
@@ -370,7 +383,7 @@ impl Tripper for SlowRate {
     }
     fn validate(&self) -> Result<(), ConfigError> {
         self.ratio.validate("SlowRate")?;
-        ConfigError::positive("SlowRate", "threshold", self.threshold)
+        whole_micros("SlowRate", self.threshold)
     }
     fn slow_thresholds(&self, out: &mut Vec<Duration>) {
         if !out.contains(&self.threshold) {
@@ -380,6 +393,22 @@ impl Tripper for SlowRate {
     fn needs_durations(&self) -> bool {
         true
     }
+}
+
+/// Checks a latency threshold: greater than zero and a whole number of microseconds, the
+/// unit the windows keep durations in (a threshold of 1.0005 ms would make a call of
+/// exactly 1.0005 ms slow in one window and not in the other, M-2).
+fn whole_micros(component: &'static str, threshold: Duration) -> Result<(), ConfigError> {
+    ConfigError::positive(component, "threshold", threshold)?;
+    if threshold.subsec_nanos() % 1000 != 0 {
+        return Err(ConfigError::new(
+            component,
+            "threshold",
+            format_args!("{threshold:?}"),
+            "a whole number of microseconds",
+        ));
+    }
+    Ok(())
 }
 
 /// At least `n` tracked failures in a row (TR-7); `n ≥ 1`.

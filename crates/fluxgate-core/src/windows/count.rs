@@ -24,8 +24,8 @@ pub(crate) const MAX_COUNT_WINDOW: usize = 1 << 22;
 /// records plus running totals, each update a single compare-and-swap, and a success that
 /// replaces an identical success writes nothing at all.
 ///
-/// Limits: `n` is in `1..=4_194_304`. Durations are kept in whole microseconds, one
-/// record's up to 2.2 years and the window's sum up to 8.9 years.
+/// Limits: `n` is in `1..=4_194_304`. Durations are kept in whole microseconds,
+/// truncated, one record's up to 2.2 years and the window's sum up to 8.9 years.
 ///
 /// ```
 /// use std::time::Duration;
@@ -225,10 +225,13 @@ fn slot_valid_for(slot: u64, tag: u64) -> bool {
     slot & SLOT_VALID != 0 && slot >> VALUE_BITS == tag
 }
 
-/// A duration in whole microseconds (the nanoseconds below one are dropped), at most
-/// `SLOT_DUR_MAX` (2.2 years). A call is slow for threshold `t` when these microseconds
-/// reach `t` rounded up to a whole microsecond, on insertion and eviction alike: exact
-/// for every threshold that is a whole number of microseconds.
+/// A duration in whole microseconds (the nanoseconds below one are dropped, as in
+/// `TimeWindow`), at most `SLOT_DUR_MAX` (2.2 years). A call is slow for threshold `t`
+/// when these microseconds reach `t` rounded up to a whole microsecond, on insertion and
+/// eviction alike. That is exact (duration ≥ `t`, M-2) for a threshold that is a whole
+/// number of microseconds, which is every threshold a built-in rule accepts (`SlowRate`
+/// and `AvgLatency` refuse others at `build()`); a custom rule's threshold of a fraction
+/// of a microsecond counts a call slow only from the next whole microsecond on.
 #[inline]
 fn micros(d: Duration) -> u64 {
     // No 128-bit division: whole seconds beyond the slot's range saturate anyway.

@@ -78,8 +78,10 @@ struct Sums([u64; BASE_WORDS + MAX_SLOW_THRESHOLDS]);
 /// preempted across the second boundary) invalidates the cache, so the sums stay exact.
 /// (From 2^32 seconds, 136 years, after the clock's origin, reads sum every bucket.)
 ///
-/// `d` must be a whole number of seconds in `1..=86400`. Durations are summed in
-/// microseconds.
+/// `d` must be a whole number of seconds in `1..=86400`. Durations are summed in whole
+/// microseconds, each call's truncated (the nanoseconds below one are dropped), as in
+/// [`CountWindow`](super::CountWindow); a call is slow for a threshold when its duration,
+/// to the nanosecond, reaches it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -494,9 +496,10 @@ impl Window for TimeWindow {
         if record.failure {
             add(&bucket[FAILURES], tag, 1, late);
         }
-        // 64-bit arithmetic: a 128-bit division is a library call.
+        // Whole microseconds, truncated as `CountWindow` does: a call is never counted
+        // as slower than it was. 64-bit arithmetic: a 128-bit division is a library call.
         let nanos = u64::try_from(record.duration.as_nanos()).unwrap_or(u64::MAX);
-        let micros = nanos.saturating_add(500) / 1000;
+        let micros = nanos / 1000;
         if micros > 0 {
             add(&bucket[MICROS], tag, micros, late);
         }
@@ -610,10 +613,7 @@ mod tests {
             let calls: Vec<_> = self.0.iter().filter(live).map(|e| e.2).collect();
             let total = calls.len() as u64;
             let fail = calls.iter().filter(|r| r.failure).count() as u64;
-            let micros: u128 = calls
-                .iter()
-                .map(|r| (r.duration.as_nanos() + 500) / 1000)
-                .sum();
+            let micros: u128 = calls.iter().map(|r| r.duration.as_nanos() / 1000).sum();
             let slow: Vec<_> = thresholds
                 .iter()
                 .map(|&t| (t, calls.iter().filter(|r| r.duration >= t).count() as u64))
@@ -644,7 +644,7 @@ mod tests {
                     op => {
                         let r = Record {
                             failure: rng.bool(),
-                            duration: Duration::from_micros(rng.u64(0..100_000)),
+                            duration: Duration::from_nanos(rng.u64(0..100_000_000)),
                         };
                         // sometimes a caller whose clock read is up to a second behind
                         // (preempted across a second boundary)
