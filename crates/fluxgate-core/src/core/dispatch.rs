@@ -295,31 +295,11 @@ impl Dispatcher {
         let Some(shared) = &self.shared else {
             return true;
         };
-        let deadline = Instant::now().checked_add(timeout);
         let me = thread::current().id();
-        let mut line = shared.lock();
-        loop {
-            if line.owner == Owner::Nobody {
-                return true;
-            }
-            if line.deliverer == Some(me) {
-                return false;
-            }
-            let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if left.is_zero() {
-                return false;
-            }
-            line.waiters += 1;
-            line = shared
-                .settled
-                .wait_timeout(line, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            line.waiters -= 1;
-        }
+        let line = shared.wait(timeout, |line| {
+            line.owner == Owner::Nobody || line.deliverer == Some(me)
+        });
+        line.owner == Owner::Nobody
     }
 
     /// Delivers nothing more: signals still queued are dropped (logged with their
@@ -333,24 +313,14 @@ impl Dispatcher {
             return;
         };
         let me = thread::current().id();
-        let deadline = Instant::now() + CALL_WAIT;
-        let mut line = shared.lock();
-        line.closed = true;
-        let mut dropped = line.queue.clear();
-        while line.in_call && line.deliverer != Some(me) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            line.waiters += 1;
-            line = shared
-                .settled
-                .wait_timeout(line, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            line.waiters -= 1;
-        }
-        drop(line);
+        let mut dropped = {
+            let mut line = shared.lock();
+            line.closed = true;
+            line.queue.clear()
+        };
+        drop(shared.wait(CALL_WAIT, |line| {
+            !line.in_call || line.deliverer == Some(me)
+        }));
         if let Some(hook) = &shared.hook {
             dropped += catch_unwind(AssertUnwindSafe(|| hook.close())).unwrap_or(0);
         }
@@ -399,6 +369,29 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Line> {
         // No listener runs under this lock; a poisoned one still holds a consistent line.
         self.line.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The line once `done` holds, or once `timeout` is over (whichever comes first).
+    fn wait(&self, timeout: Duration, done: impl Fn(&Line) -> bool) -> MutexGuard<'_, Line> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut line = self.lock();
+        while !done(&line) {
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                break;
+            }
+            line.waiters += 1;
+            line = self
+                .settled
+                .wait_timeout(line, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            line.waiters -= 1;
+        }
+        line
     }
 
     /// Every listener, then the hook, outside every lock; failures are contained (L-2).
