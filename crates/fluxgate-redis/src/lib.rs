@@ -897,15 +897,9 @@ fn sync(
         let due = w.tried.is_none_or(|t| t.elapsed() >= cfg.poll_interval);
         if due && cfg.probes > 0 {
             w.tried = Some(Instant::now());
-            let got: i64 = s
-                .lease
-                .key(&lease_key)
-                .arg(ctx.instance)
-                .arg(cfg.probes)
-                .arg(ms(cfg.lease_ttl))
-                .invoke(con)?;
+            let got = ctx.lease(s, con, &lease_key)?;
             w.want = None;
-            if got == 1 {
+            if got {
                 w.holding = true;
                 reg.link.grant_probe(epoch);
             }
@@ -949,13 +943,7 @@ fn sync(
                 .current()
                 .is_some_and(|l| l.state == State::HalfOpen)
             {
-                let _: i64 = s
-                    .lease
-                    .key(&lease_key)
-                    .arg(ctx.instance)
-                    .arg(cfg.probes)
-                    .arg(ms(cfg.lease_ttl))
-                    .invoke(con)?;
+                ctx.lease(s, con, &lease_key)?;
             } else {
                 w.holding = false;
             }
@@ -977,6 +965,23 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Takes or renews this instance's probe lease; whether it holds one.
+    fn lease(
+        &self,
+        s: &Scripts<'_>,
+        con: &mut redis::Connection,
+        lease_key: &str,
+    ) -> redis::RedisResult<bool> {
+        let got: i64 = s
+            .lease
+            .key(lease_key)
+            .arg(self.instance)
+            .arg(self.cfg.probes)
+            .arg(ms(self.cfg.lease_ttl))
+            .invoke(con)?;
+        Ok(got == 1)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
