@@ -309,3 +309,177 @@ fn deeply_nested_files_are_an_error_with_their_line() {
     assert_eq!(err.line(), Some(2));
     assert!(err.message().contains("recursion"), "{err}");
 }
+
+/// Runs `f` on a thread with a small stack (256 KiB, where a thread's default is 2 MiB):
+/// what a configuration can reach must not need a deep one (R-3).
+fn on_a_small_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// `n` copies of `term` joined by `op`.
+fn chain(term: &str, op: &str, n: usize) -> String {
+    vec![term; n].join(op)
+}
+
+#[test]
+fn r3_a_flat_chain_of_100_000_terms_is_an_error_not_a_stack_overflow() {
+    // Before: `MinRequests(1) & MinRequests(1) & …` parsed, without nesting, into a tree
+    // as deep as the chain is long, and every walk of it recursed: the loader overflowed
+    // the stack (and aborted the process) at ~20,000 terms on a 2 MiB thread, sooner here.
+    on_a_small_stack(|| {
+        for op in [" & ", " | "] {
+            let rules = chain("MinRequests(1)", op, 100_000);
+            let names = chain("All", op, 100_000);
+            // The 65th term is the first too many: 64 terms and their operators before it.
+            let (rule_column, name_column) = (64 * 17 + 1, 64 * 6 + 1);
+            let cases = [
+                (
+                    Format::Toml,
+                    format!("[breakers.a]\ntripper = \"{rules}\"\n"),
+                    format!(
+                        "line 2: breaker \"a\", field tripper = \"{rules}\": column {rule_column}: \
+                         more than 64 terms (rules or names) in one expression"
+                    ),
+                ),
+                (
+                    Format::Yaml,
+                    format!("defaults:\n  tracker: \"{names}\"\n"),
+                    format!(
+                        "line 2: defaults, field tracker = \"{names}\": column {name_column}: \
+                         more than 64 terms (rules or names) in one expression"
+                    ),
+                ),
+                (
+                    Format::Toml,
+                    format!(
+                        "[breakers.b]\nrecovery = {{ type = \"probes\", n = 3, rule = \"{rules}\" }}\n"
+                    ),
+                    format!(
+                        "line 2: breaker \"b\", field recovery.rule = \"{rules}\": column {rule_column}: \
+                         more than 64 terms (rules or names) in one expression"
+                    ),
+                ),
+            ];
+            for (format, text, expected) in cases {
+                let err = Config::from_str_as(&text, format).unwrap_err();
+                // Compared without printing the 1.7 MB texts on failure.
+                assert!(
+                    err.to_string() == expected,
+                    "{format:?}{op:?}: {}…",
+                    err.to_string().chars().take(200).collect::<String>()
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn r3_an_expression_may_have_64_terms_and_not_65() {
+    // The deepest tree the limits allow: 64 `!` around the first of 64 terms, 128 levels.
+    let tripper = format!(
+        "{}FailureStreak(1){}",
+        "!".repeat(64),
+        " & MinRequests(1)".repeat(63)
+    );
+    let tracker = format!("{}All{}", "!".repeat(64), " | All".repeat(63));
+    let text = format!("[breakers.a]\ntripper = \"{tripper}\"\ntracker = \"{tracker}\"\n");
+    let config = Config::from_toml_str(&text).unwrap();
+    let cb = crate::breaker(&config, "a", &fluxgate::clock::ManualClock::new());
+    // Built trippers and trackers are evaluated on every call, on the caller's thread:
+    // even the deepest runs on a small stack.
+    on_a_small_stack(move || {
+        let _ = crate::fail(&cb);
+        assert_eq!(
+            cb.state(),
+            fluxgate::State::Open,
+            "FailureStreak(1) tripped"
+        );
+    });
+    // The longest flat chain loads on a small stack too.
+    on_a_small_stack(|| {
+        let text = format!("[defaults]\ntripper = \"{}\"\n", chain("Closed", " | ", 64));
+        assert!(Config::from_toml_str(&text).is_ok());
+    });
+
+    // One term more, wherever it is, is refused at its column.
+    let over = format!("{tripper} | Closed");
+    let err =
+        Config::from_yaml_str(&format!("breakers:\n  a:\n    tripper: \"{over}\"\n")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "line 3: breaker \"a\", field tripper = \"{over}\": column {}: \
+             more than 64 terms (rules or names) in one expression",
+            tripper.len() + 4
+        )
+    );
+    let err =
+        Config::from_toml_str(&format!("[defaults]\ntracker = \"All & {tracker}\"\n")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "line 2: defaults, field tracker = \"All & {tracker}\": column {}: \
+             more than 64 terms (rules or names) in one expression",
+            tracker.len() + 4
+        )
+    );
+}
+
+#[test]
+fn a_breaker_written_twice_is_an_error_with_the_line_of_the_second() {
+    // Before: YAML kept the second section and dropped the first without a word.
+    let yaml = "breakers:\n  payment_api:\n    state: disabled\n  payment_api:\n    tripper: \"FailureStreak(1)\"\n";
+    let err = Config::from_yaml_str(yaml).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 4, field breakers: duplicate breaker \"payment_api\""
+    );
+    // The first repeated name, wherever it is, quoted or not, block or flow.
+    let err = Config::from_yaml_str(
+        "breakers:\n  a: {}\n  b:\n    state: disabled\n  # a:\n  c: {}\n  'b':\n  a:\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 7, field breakers: duplicate breaker \"b\""
+    );
+    let err =
+        Config::from_yaml_str("defaults: {}\nbreakers: { a: {}, b: {}, a: {} }\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 2, field breakers: duplicate breaker \"a\""
+    );
+    // From a file, the file too.
+    let dir = std::env::temp_dir().join(format!("fluxgate-config-twice-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("breakers.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let err = Config::from_path(&path).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}, line 4, field breakers: duplicate breaker \"payment_api\"",
+            path.display()
+        )
+    );
+    // TOML's parser refuses it itself, as before, by either spelling.
+    let toml = "[breakers.payment_api]\nstate = \"disabled\"\n[breakers.payment_api]\ntripper = \"FailureStreak(1)\"\n";
+    assert_eq!(
+        Config::from_toml_str(toml).unwrap_err().to_string(),
+        "line 3: duplicate key"
+    );
+    let toml = "[breakers]\npayment_api = { state = \"disabled\" }\npayment_api = { tripper = \"FailureStreak(1)\" }\n";
+    assert_eq!(
+        Config::from_toml_str(toml).unwrap_err().to_string(),
+        "line 3: duplicate key"
+    );
+    // Distinct names still load.
+    let ok = Config::from_yaml_str("breakers:\n  a:\n    state: disabled\n  b: {}\n").unwrap();
+    assert_eq!(ok.names().collect::<Vec<_>>(), ["a", "b"]);
+}

@@ -356,3 +356,60 @@ fn a_reload_changing_the_default_state_moves_the_breakers_that_follow_it() {
         .unwrap();
     assert_eq!(get(&registry, "orders").state(), State::Open);
 }
+
+#[test]
+fn a_reload_of_the_defaults_reaches_breakers_created_while_it_runs() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let old = "[defaults]\ntripper = \"FailureStreak(1000)\"\nretry = { type = \"never\" }\n";
+    let live = Live::new(Config::from_toml_str(old).unwrap(), trackers()).unwrap();
+    let registry: Registry = live.registry_builder().build();
+    live.start(&registry).unwrap();
+    // Many breakers, so that listing them takes a while for the creator to race with.
+    for i in 0..20_000 {
+        registry.get_or_create(&format!("before-{i}")).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let created = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let creator = s.spawn(|| {
+            for i in 0..200_000 {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                registry.get_or_create(&format!("during-{i}")).unwrap();
+                created.fetch_add(1, Ordering::Release);
+            }
+        });
+        // Let the creator start (the assertion below holds however far it got).
+        while created.load(Ordering::Acquire) == 0 && !creator.is_finished() {
+            std::thread::yield_now();
+        }
+        let new = old.replace("FailureStreak(1000)", "FailureStreak(1)");
+        let changes = live
+            .apply(&registry, Config::from_toml_str(&new).unwrap())
+            .unwrap();
+        assert!(changes.defaults_changed);
+        stop.store(true, Ordering::Release);
+        creator.join().unwrap();
+    });
+    // Every breaker, built before, during or after the reload's listing, follows the new
+    // defaults: one failure opens it.
+    let names = registry.names();
+    assert!(names.len() > 20_000, "the creator built breakers");
+    let stale: Vec<&String> = names
+        .iter()
+        .filter(|name| {
+            let cb = get(&registry, name);
+            let _ = fail(&cb);
+            cb.state() != State::Open
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "{} of {} breakers kept FailureStreak(1000), such as {:?}",
+        stale.len(),
+        names.len(),
+        &stale[..stale.len().min(5)]
+    );
+}

@@ -11,8 +11,9 @@ use crate::duration::parse_duration;
 use crate::error::{Error, Scope};
 use crate::locate::{Lines, line_of};
 use crate::model::{
-    BreakerConfig, PermitConfig, PermitKind, RawBreaker, RawFile, RawPermit, RawRecovery, RawRetry,
-    RawWindow, RecoveryConfig, RecoveryKind, RetryConfig, RetryKind, WindowConfig, WindowKind,
+    BreakerConfig, DUPLICATE_BREAKER, PermitConfig, PermitKind, RawBreaker, RawFile, RawPermit,
+    RawRecovery, RawRetry, RawWindow, RecoveryConfig, RecoveryKind, RetryConfig, RetryKind,
+    WindowConfig, WindowKind,
 };
 use crate::rules::{build_tripper, parse_tripper};
 use crate::trackers::{Trackers, parse_tracker};
@@ -423,7 +424,18 @@ fn parse(text: &str, format: Format) -> Result<RawFile, Error> {
             let de = serde_norway::Deserializer::from_str(text);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let path = segments(e.path());
-                yaml_error(e.inner(), path)
+                let mut err = yaml_error(e.inner(), path);
+                // The YAML parser places the error at the start of the `breakers`
+                // mapping; the line that matters is the one that repeats a name.
+                if err.0.scope.is_none()
+                    && err.field() == Some("breakers")
+                    && err.message().starts_with(DUPLICATE_BREAKER)
+                {
+                    if let Some(line) = Lines::yaml_repeated(text, &["breakers"]) {
+                        err.0.line = Some(line);
+                    }
+                }
+                err
             })
         }
     }

@@ -13,12 +13,35 @@
 //! `a | b & !c` is `a | (b & (!c))`. A hand-written recursive-descent parser: small, no
 //! dependency, and every error names the column (1-based, in characters) where it found
 //! the problem.
+//!
+//! An expression has at most [`MAX_TERMS`] terms and nests `(` and `!` at most 64 deep,
+//! so that no tree it parses into is deep enough to exhaust a stack when it is walked or
+//! when the tripper built from it is evaluated.
 
 use std::fmt;
 
 /// The deepest nesting of parentheses and `!` an expression may have; deeper input is an
 /// error rather than a stack overflow.
 const MAX_DEPTH: usize = 64;
+
+/// The most terms (rules or tracker names) one expression may have; a longer one is an
+/// error at the column of the first term too many.
+///
+/// `MAX_DEPTH` alone does not bound the tree: a flat chain `a & a & a …` nests nothing,
+/// yet parses into a left-deep tree as deep as the chain is long, and every walk of that
+/// tree recurses — `try_map`, the fold that builds the tripper or tracker, `Display`,
+/// `Drop`, and above all the built tripper's or tracker's `And`/`Or`, which run on every
+/// call, on the caller's thread, whatever its stack. With at most `MAX_TERMS` leaves a
+/// tree has at most `MAX_TERMS - 1` `&`/`|` nodes, and a path from its root crosses at
+/// most `MAX_DEPTH` `!` nodes (each `!` on a path is nested in the ones above it, and the
+/// parser counted them), so no tree is deeper than `MAX_DEPTH + MAX_TERMS` = 128 levels.
+/// Evaluating the deepest takes a few kilobytes of stack; loading it about 270 KiB in a
+/// debug build (65 KiB optimised), well within a thread's default 2 MiB. 256 terms would
+/// allow trees 2.5 times as deep for no use: 64 is far more than a readable tripper
+/// (which may hold at most 8 distinct `SlowRate` thresholds anyway) or tracker needs, and
+/// an application that tracks dozens of error kinds can register them under one name
+/// ([`Trackers::add_tracker`](crate::Trackers::add_tracker)).
+pub const MAX_TERMS: usize = 64;
 
 /// An expression tree over leaves `L` (a tripper rule, a tracker name).
 ///
@@ -297,6 +320,8 @@ struct Parser {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     depth: usize,
+    /// Terms (names) read so far, at most [`MAX_TERMS`].
+    terms: usize,
 }
 
 impl Parser {
@@ -341,6 +366,10 @@ impl Parser {
         Ok(left)
     }
 
+    // `unary`, `and` and `or` recurse once per `(` or `!` (at most `MAX_DEPTH` deep):
+    // what they do besides is left to functions that do not recurse, so that their
+    // frames stay small (a debug build gives every local of a function its own slot).
+
     fn unary(&mut self) -> Result<Expr<Call>, ExprError> {
         let (tok, col) = self.bump();
         match tok {
@@ -354,65 +383,91 @@ impl Parser {
                 self.deeper(col)?;
                 let inner = self.or()?;
                 self.depth -= 1;
-                match self.bump() {
-                    (Tok::Close, _) => Ok(inner),
-                    (t, c) => err(
-                        c,
-                        format!("expected ')' to close the '(' at column {col}, found {t}"),
-                    ),
-                }
+                self.close(col)?;
+                Ok(inner)
             }
-            Tok::Name(name) => {
-                let mut end_column = col + name.chars().count() - 1;
-                let args = if self.peek().0 == Tok::Open {
-                    self.bump();
-                    let mut args = Vec::new();
-                    if self.peek().0 == Tok::Close {
-                        end_column = self.bump().1;
-                    } else {
-                        loop {
-                            match self.bump() {
-                                (Tok::Atom(text), column) => args.push(Arg { text, column }),
-                                (t, c) => {
-                                    return err(
-                                        c,
-                                        format!(
-                                            "expected a number or a duration as an argument of {name}, found {t}"
-                                        ),
-                                    );
-                                }
-                            }
-                            match self.bump() {
-                                (Tok::Comma, _) => {}
-                                (Tok::Close, c) => {
-                                    end_column = c;
-                                    break;
-                                }
-                                (t, c) => {
-                                    return err(
-                                        c,
-                                        format!(
-                                            "expected ',' or ')' in the arguments of {name}, found {t}"
-                                        ),
-                                    );
-                                }
-                            }
+            Tok::Name(name) => self.call(name, col),
+            t => Err(expected_a_term(t, col)),
+        }
+    }
+
+    /// The `)` of the `(` at column `open`.
+    fn close(&mut self, open: usize) -> Result<(), ExprError> {
+        match self.bump() {
+            (Tok::Close, _) => Ok(()),
+            (t, c) => err(
+                c,
+                format!("expected ')' to close the '(' at column {open}, found {t}"),
+            ),
+        }
+    }
+
+    /// A name at column `col`, and its arguments if it has parentheses.
+    fn call(&mut self, name: String, col: usize) -> Result<Expr<Call>, ExprError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return err(
+                col,
+                format!("more than {MAX_TERMS} terms (rules or names) in one expression"),
+            );
+        }
+        let mut end_column = col + name.chars().count() - 1;
+        let args = if self.peek().0 == Tok::Open {
+            self.bump();
+            let mut args = Vec::new();
+            if self.peek().0 == Tok::Close {
+                end_column = self.bump().1;
+            } else {
+                loop {
+                    match self.bump() {
+                        (Tok::Atom(text), column) => args.push(Arg { text, column }),
+                        (t, c) => {
+                            return err(
+                                c,
+                                format!(
+                                    "expected a number or a duration as an argument of {name}, found {t}"
+                                ),
+                            );
                         }
                     }
-                    Some(args)
-                } else {
-                    None
-                };
-                Ok(Expr::Leaf(Call {
-                    name,
-                    column: col,
-                    args,
-                    end_column,
-                }))
+                    match self.bump() {
+                        (Tok::Comma, _) => {}
+                        (Tok::Close, c) => {
+                            end_column = c;
+                            break;
+                        }
+                        (t, c) => {
+                            return err(
+                                c,
+                                format!(
+                                    "expected ',' or ')' in the arguments of {name}, found {t}"
+                                ),
+                            );
+                        }
+                    }
+                }
             }
-            Tok::End => err(col, "expected a name, '(' or '!', found the end"),
-            t => err(col, format!("expected a name, '(' or '!', found {t}")),
-        }
+            Some(args)
+        } else {
+            None
+        };
+        Ok(Expr::Leaf(Call {
+            name,
+            column: col,
+            args,
+            end_column,
+        }))
+    }
+}
+
+/// The error for a token where a term should start.
+fn expected_a_term(t: Tok, col: usize) -> ExprError {
+    ExprError {
+        column: col,
+        message: match t {
+            Tok::End => "expected a name, '(' or '!', found the end".to_owned(),
+            t => format!("expected a name, '(' or '!', found {t}"),
+        },
     }
 }
 
@@ -430,6 +485,7 @@ pub fn parse(text: &str) -> Result<Expr<Call>, ExprError> {
         toks,
         pos: 0,
         depth: 0,
+        terms: 0,
     };
     let e = p.or()?;
     match p.bump() {
@@ -470,5 +526,42 @@ mod tests {
         assert!(parse(&deep).unwrap_err().message.contains("nested deeper"));
         let nots = "!".repeat(100_000) + "a";
         assert!(parse(&nots).is_err());
+    }
+
+    /// The depth of a tree (a leaf is 1).
+    fn depth<L>(e: &Expr<L>) -> usize {
+        match e {
+            Expr::Leaf(_) => 1,
+            Expr::Not(a) => 1 + depth(a),
+            Expr::And(a, b) | Expr::Or(a, b) => 1 + depth(a).max(depth(b)),
+        }
+    }
+
+    #[test]
+    fn terms_are_bounded_and_so_is_the_depth() {
+        let chain = |n: usize, op: &str| vec!["a"; n].join(op);
+        for op in [" & ", " | "] {
+            assert_eq!(depth(&parse(&chain(MAX_TERMS, op)).unwrap()), MAX_TERMS);
+            let err = parse(&chain(MAX_TERMS + 1, op)).unwrap_err();
+            assert_eq!(err.column, 4 * MAX_TERMS + 1, "the first term too many");
+            assert_eq!(
+                err.message,
+                "more than 64 terms (rules or names) in one expression"
+            );
+            assert!(parse(&chain(100_000, op)).is_err());
+        }
+        // The deepest tree there is: the longest chain, its first term under as many `!`
+        // as may nest.
+        let deepest = "!".repeat(MAX_DEPTH) + &chain(MAX_TERMS, " & ");
+        assert_eq!(depth(&parse(&deepest).unwrap()), MAX_DEPTH + MAX_TERMS);
+        assert!(parse(&format!("!{deepest}")).is_err());
+        // Terms inside parentheses and under `!` count alike.
+        let nested = format!(
+            "({}) | !{}",
+            chain(MAX_TERMS / 2, " & "),
+            chain(MAX_TERMS / 2, " | !")
+        );
+        assert!(parse(&nested).is_ok());
+        assert!(parse(&format!("{nested} | a")).is_err());
     }
 }

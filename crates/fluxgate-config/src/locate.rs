@@ -55,37 +55,62 @@ impl Lines {
 
     pub(crate) fn yaml(src: &str) -> Lines {
         let mut lines = Lines::default();
-        // (indent, key) of the mappings the current line is nested in.
-        let mut stack: Vec<(usize, String)> = Vec::new();
-        for (n, raw) in src.lines().enumerate() {
-            let line = n + 1;
-            let text = strip_comment(raw);
-            let trimmed = text.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with("---") || trimmed.starts_with("- ") {
-                continue;
+        yaml_keys(src, |path, line| {
+            lines.0.entry(path.to_vec()).or_insert(line);
+        });
+        lines
+    }
+
+    /// The line where a key directly under `parent` is written a second time (the first
+    /// such key in the file), if the scan finds one.
+    pub(crate) fn yaml_repeated(src: &str, parent: &[&str]) -> Option<usize> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut found = None;
+        yaml_keys(src, |path, line| {
+            if found.is_none()
+                && path.len() == parent.len() + 1
+                && path.iter().zip(parent).all(|(a, b)| a == b)
+                && !seen.insert(path.to_vec())
+            {
+                found = Some(line);
             }
-            let indent = text.len() - trimmed.len();
-            let Some((key, rest)) = split_key(trimmed) else {
-                continue;
-            };
-            while stack.last().is_some_and(|(i, _)| *i >= indent) {
-                stack.pop();
-            }
-            stack.push((indent, key));
-            let path: Vec<String> = stack.iter().map(|(_, k)| k.clone()).collect();
-            lines.0.entry(path.clone()).or_insert(line);
-            let rest = rest.trim();
-            if let Some(inner) = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-                for part in inner.split(',') {
-                    if let Some((k, _)) = split_key(part.trim()) {
-                        let mut p = path.clone();
-                        p.push(k);
-                        lines.0.entry(p).or_insert(line);
-                    }
+        });
+        found
+    }
+}
+
+/// Every key of a YAML text's block mappings (and of one-line flow mappings), in the
+/// order written, with its path and line.
+fn yaml_keys(src: &str, mut visit: impl FnMut(&[String], usize)) {
+    // (indent, key) of the mappings the current line is nested in.
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for (n, raw) in src.lines().enumerate() {
+        let line = n + 1;
+        let text = strip_comment(raw);
+        let trimmed = text.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with("---") || trimmed.starts_with("- ") {
+            continue;
+        }
+        let indent = text.len() - trimmed.len();
+        let Some((key, rest)) = split_key(trimmed) else {
+            continue;
+        };
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key));
+        let mut path: Vec<String> = stack.iter().map(|(_, k)| k.clone()).collect();
+        visit(&path, line);
+        let rest = rest.trim();
+        if let Some(inner) = rest.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+            for part in inner.split(',') {
+                if let Some((k, _)) = split_key(part.trim()) {
+                    path.push(k);
+                    visit(&path, line);
+                    path.pop();
                 }
             }
         }
-        lines
     }
 }
 
@@ -141,5 +166,20 @@ mod tests {
         assert_eq!(l.find(&["breakers", "a", "tripper"]), Some(6));
         assert_eq!(l.find(&["breakers", "a", "retry", "type"]), Some(8));
         assert_eq!(l.find(&["breakers", "b", "state"]), Some(10));
+    }
+
+    #[test]
+    fn a_repeated_yaml_key_has_its_second_line() {
+        let src = "breakers:\n  a:\n    state: closed\n  b: {}\n  # a:\n  'a':\n  b:\n";
+        assert_eq!(Lines::yaml_repeated(src, &["breakers"]), Some(6));
+        assert_eq!(Lines::yaml_repeated(src, &["defaults"]), None);
+        assert_eq!(
+            Lines::yaml_repeated("breakers: { a: {}, a: {} }\n", &["breakers"]),
+            Some(1)
+        );
+        assert_eq!(
+            Lines::yaml_repeated("breakers:\n  a:\n    a: 1\n", &["breakers"]),
+            None
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! The configuration of one breaker, as data: every component of the SPEC with its
 //! parameters, comparable (`==`) so a reload can tell what changed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 
 use crate::expr::Expr;
 use crate::rules::RuleCall;
@@ -240,8 +242,45 @@ pub(crate) struct RawFile {
     // `Option`: YAML's `payment_api:` with nothing after it (null) means "all defaults".
     #[serde(default)]
     pub(crate) defaults: Option<RawBreaker>,
-    #[serde(default)]
-    pub(crate) breakers: std::collections::BTreeMap<String, Option<RawBreaker>>,
+    #[serde(default, deserialize_with = "unique_sections")]
+    pub(crate) breakers: BTreeMap<String, Option<RawBreaker>>,
+}
+
+/// How the error about a breaker section written twice starts (the name follows, quoted).
+pub(crate) const DUPLICATE_BREAKER: &str = "duplicate breaker ";
+
+/// Reads the `breakers` table, one section per name. serde's own map visitors keep the
+/// last of two equal keys, silently; TOML's parser refuses a repeated key itself, YAML's
+/// does not, so a section written twice is refused here, and the error goes the usual
+/// way (with the file and the line).
+fn unique_sections<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Option<RawBreaker>>, D::Error> {
+    struct Sections;
+
+    impl<'de> Visitor<'de> for Sections {
+        type Value = BTreeMap<String, Option<RawBreaker>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table of breakers by name")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut sections = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if sections.contains_key(&name) {
+                    return Err(A::Error::custom(format_args!(
+                        "{DUPLICATE_BREAKER}{name:?}"
+                    )));
+                }
+                let section = map.next_value()?;
+                sections.insert(name, section);
+            }
+            Ok(sections)
+        }
+    }
+
+    deserializer.deserialize_map(Sections)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -191,10 +191,20 @@ impl Live {
         let mut current = self.lock();
         new.check(&self.trackers)?;
         let mut changes = current.changes(&new);
-        let running = registry.names();
         // The template first: breakers built from here on get the new defaults (and the
         // new sections' states).
         *self.shared.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        // Then the running breakers, so that none built from the old template is missed.
+        // `Registry::get_or_create` reads the template (and the first-use hook reads the
+        // state) while it holds the write lock of the name's shard, and inserts the
+        // breaker before letting go of it. A breaker that read the old configuration read
+        // it before the switch above, so its shard was locked before the switch too, and
+        // `names()`, which reads every shard after the switch, waits for that lock and
+        // sees the breaker. Listed the other way round, a breaker built after its shard
+        // was read but before the switch would keep the old defaults for good. A breaker
+        // built from the new template may be listed as well: it is rebuilt with what it
+        // already has, keeping its state and window.
+        let running = registry.names();
         let step = |name: &str, config: &BreakerConfig| -> Result<_, Error> {
             registry
                 .reconfigure(name, configure::<B>(config.clone(), self.trackers.clone()))
