@@ -163,6 +163,18 @@ impl Error {
     }
 }
 
+/// Characters of a value an error message shows; a longer value (a hostile file's
+/// 100 000-term expression) is cut there, with its length, so that the message stays a
+/// line. [`Error::value`] keeps it whole.
+const SHOWN_VALUE: usize = 120;
+
+fn write_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
+    match value.char_indices().nth(SHOWN_VALUE) {
+        None => write!(f, " = {value}"),
+        Some((cut, _)) => write!(f, " = {}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut any = false;
@@ -190,7 +202,7 @@ impl fmt::Display for Error {
             }
             write!(f, "field {field}")?;
             if let Some(value) = &self.0.value {
-                write!(f, " = {value}")?;
+                write_value(f, value)?;
             }
             any = true;
         }
