@@ -87,6 +87,8 @@ fn the_authority_key_is_host_and_port_without_credentials() {
     assert_eq!(host(b"API.example:8443"), "api.example:8443");
     assert_eq!(host(b"api.example"), "api.example");
     assert_eq!(host(b"not an authority"), "not an authority");
+    // Not an authority, and credentials in it: they never reach the key.
+    assert_eq!(host(b"alice:s3cret@DB x"), "db x");
     assert_eq!(
         Authority.key_of(&http::Request::get("/q").body(()).unwrap()),
         ""

@@ -38,7 +38,9 @@ where
 /// metric labels and Slack messages, and would split one host into one breaker per
 /// user), and a URI without a port gets its scheme's default one, so that
 /// `http://DB-1.internal/q` and `http://db-1.internal:80/q` share a breaker. A `Host`
-/// header that is not a valid authority is kept as it is, lower-cased.
+/// header has no scheme to take a port from: it is keyed as written, lower-cased
+/// (`Host: API.example` is `api.example`, not `api.example:80`); one that is not a valid
+/// authority is kept as it is, lower-cased, without anything before an `@`.
 ///
 /// ```
 /// use fluxgate_core::tower::{Authority, KeyOf};
@@ -72,7 +74,12 @@ impl<B> KeyOf<http::Request<B>, String> for Authority {
         };
         match host.to_str().ok().map(str::parse::<http::uri::Authority>) {
             Some(Ok(a)) => host_port(a.host(), a.port_u16()),
-            _ => String::from_utf8_lossy(host.as_bytes()).to_ascii_lowercase(),
+            _ => {
+                // Not an authority: kept as written, but never with what precedes an `@`.
+                let raw = String::from_utf8_lossy(host.as_bytes());
+                let host = raw.rsplit_once('@').map_or(&*raw, |(_, host)| host);
+                host.to_ascii_lowercase()
+            }
         }
     }
 }
