@@ -382,3 +382,111 @@ async fn half_open_limit_holds_across_tasks() {
     assert_eq!(cb.half_open_in_flight(), 0);
     assert_eq!(cb.state(), State::HalfOpen);
 }
+
+/// Waits (bounded) until `cond` holds; whether it did.
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+#[test]
+fn l3_futures_of_queued_signals_run_on_the_runtime_their_transitions_were_made_in() {
+    // Built before any runtime exists; every transition is made on a tokio task, but a
+    // slow sync listener makes most signals queue, to be delivered by a delivery thread,
+    // which has no runtime. The old spawner then ran their futures on the built-in
+    // executor, where a future that uses tokio (a timer, an HTTP client) panics.
+    let (started, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let cb = {
+        let (started, done) = (started.clone(), done.clone());
+        AsyncCircuitBreaker::builder("built_outside")
+            .listener(|_: &Signal| std::thread::sleep(Duration::from_millis(2)))
+            .async_listener(move |_: Signal| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let done = done.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..4)
+            .map(|t| {
+                let cb = cb.clone();
+                tokio::spawn(async move {
+                    for i in 0..25 {
+                        if (i + t) % 2 == 0 {
+                            cb.force_open();
+                        } else {
+                            cb.reset();
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(cb.flush_signals(Duration::from_secs(20)));
+    });
+    let all_done = eventually(|| {
+        let s = started.load(Ordering::SeqCst);
+        s > 0 && done.load(Ordering::SeqCst) == s
+    });
+    assert!(
+        all_done,
+        "{} futures started, {} finished",
+        started.load(Ordering::SeqCst),
+        done.load(Ordering::SeqCst)
+    );
+    drop(rt);
+}
+
+#[test]
+fn l3_a_signal_made_after_the_breakers_runtime_shut_down_still_reaches_its_async_listener() {
+    // The old spawner kept spawning on the runtime the breaker was built in after it had
+    // shut down: the lane's task was dropped unpolled, and the signal waited for a later
+    // transition made inside a live runtime, if one ever came.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cb = rt.block_on(async {
+        let seen = seen.clone();
+        AsyncCircuitBreaker::builder("outlived")
+            .async_listener(move |s: Signal| {
+                let seen = seen.clone();
+                async move { seen.lock().unwrap().push(s.new_state) }
+            })
+            .build()
+            .unwrap()
+    });
+    rt.block_on(async { cb.disable() });
+    assert!(eventually(|| seen
+        .lock()
+        .unwrap()
+        .contains(&State::Disabled)));
+    drop(rt);
+    cb.metrics_only(); // on this thread: no runtime anywhere now
+    assert!(
+        eventually(|| seen.lock().unwrap().contains(&State::MetricsOnly)),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+}

@@ -73,8 +73,10 @@ impl Builder<AsyncCircuitBreaker> {
     }
 
     /// How async listeners' futures are run. By default: on the current tokio runtime
-    /// (feature `tokio`), else on the runtime the breaker was built in, else on a small
-    /// built-in executor thread. Pass your runtime's spawn to use another one.
+    /// (feature `tokio`), else on the last runtime a transition of the breaker was made
+    /// in, else on the runtime it was built in, else (and for the work of a runtime that
+    /// shut down) on a small built-in executor thread. Pass your runtime's spawn to use
+    /// another one.
     ///
     /// ```
     /// use fluxgate_core::AsyncCircuitBreaker;

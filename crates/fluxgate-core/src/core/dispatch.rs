@@ -56,6 +56,10 @@ const CALL_WAIT: Duration = Duration::from_secs(1);
 /// Runs after the sync listeners for each signal, on the same thread and in the same
 /// order (the async face hands signals to its async listeners with it).
 pub(crate) trait SignalHook: Send + Sync {
+    /// Called on the thread that made a transition, before its signal is delivered or
+    /// queued (the async face's default spawner learns the runtime it is made in).
+    fn observe(&self) {}
+
     /// Takes one signal; must not block.
     fn on_signal(&self, signal: &Signal);
 
@@ -244,6 +248,9 @@ impl Dispatcher {
             drop(exclusive);
             return;
         };
+        if let Some(hook) = &shared.hook {
+            let _ = catch_unwind(AssertUnwindSafe(|| hook.observe()));
+        }
         let me = thread::current().id();
         let mut warn = None;
         let own = {

@@ -2,10 +2,13 @@
 //!
 //! The async breaker never awaits its async listeners: each listener has a lane with a
 //! bounded number of pending futures and a bounded, coalescing queue ([`AsyncHook`]),
-//! driven by one task per lane on a spawner. With the `tokio` feature and a tokio runtime around (the current one,
-//! or the one the breaker was built in) they are spawned there; otherwise a small
-//! built-in executor thread drives them, so async listeners work with any runtime or
-//! none. Every future is guarded: an error or a panic is logged, nothing else.
+//! driven by one task per lane on a spawner. With the `tokio` feature and a tokio runtime
+//! around they are spawned there: the current one, else the last one a transition of the
+//! breaker was made in (signals delivered later, on a delivery thread, still reach their
+//! futures' runtime), else the one the breaker was built in. Otherwise, and for the
+//! futures of a runtime that shut down before finishing them, a small built-in executor
+//! thread drives them, so async listeners work with any runtime or none. Every future is
+//! guarded: an error or a panic is logged, nothing else.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -76,26 +79,97 @@ impl Future for Guarded {
     }
 }
 
-/// Spawns on tokio when a runtime is reachable, else on the built-in executor.
-pub(crate) fn default_spawner() -> Spawner {
+/// The tokio runtime the default spawner falls back on when the spawning thread has none
+/// (a delivery thread): the one the breaker was built in, then the last one a transition
+/// of the breaker was made in; none once it shut down.
+#[cfg(feature = "tokio")]
+#[derive(Default)]
+struct Known(Mutex<Option<tokio::runtime::Handle>>);
+
+#[cfg(feature = "tokio")]
+impl Known {
+    fn lock(&self) -> MutexGuard<'_, Option<tokio::runtime::Handle>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers the current thread's runtime, if it has one.
+    fn observe(&self) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            *self.lock() = Some(handle);
+        }
+    }
+}
+
+/// A future spawned on a tokio runtime that may shut down before it is done: dropped
+/// unfinished, it goes on on the built-in executor (and the runtime is forgotten), so a
+/// lane's pump is never lost with the runtime it ran on.
+#[cfg(feature = "tokio")]
+struct OnRuntime {
+    fut: Option<SpawnFuture>,
+    known: Arc<Known>,
+}
+
+#[cfg(feature = "tokio")]
+impl Future for OnRuntime {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Ready(());
+        };
+        let done = fut.as_mut().poll(cx);
+        if done.is_ready() {
+            self.fut = None;
+        }
+        done
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for OnRuntime {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take() {
+            *self.known.lock() = None;
+            spawn_builtin(fut);
+        }
+    }
+}
+
+/// The spawner of a breaker without one of its own, and (with the `tokio` feature) what
+/// its transitions call to let it follow the runtime they are made in.
+pub(crate) fn default_spawner() -> (Spawner, Option<Observer>) {
     #[cfg(feature = "tokio")]
     {
-        let built_in = tokio::runtime::Handle::try_current().ok();
-        Arc::new(move |fut: SpawnFuture| {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                drop(handle.spawn(fut));
-            } else if let Some(handle) = &built_in {
-                drop(handle.spawn(fut));
-            } else {
-                spawn_builtin(fut);
-            }
-        })
+        let known = Arc::new(Known::default());
+        known.observe();
+        let spawn = {
+            let known = Arc::clone(&known);
+            Arc::new(move |fut: SpawnFuture| {
+                let handle = tokio::runtime::Handle::try_current()
+                    .ok()
+                    .or_else(|| known.lock().clone());
+                match handle {
+                    Some(handle) => {
+                        let known = Arc::clone(&known);
+                        drop(handle.spawn(OnRuntime {
+                            fut: Some(fut),
+                            known,
+                        }));
+                    }
+                    None => spawn_builtin(fut),
+                }
+            })
+        };
+        let observe: Observer = Arc::new(move || known.observe());
+        (spawn, Some(observe))
     }
     #[cfg(not(feature = "tokio"))]
     {
-        Arc::new(spawn_builtin)
+        (Arc::new(spawn_builtin), None)
     }
 }
+
+/// Called on the thread of each transition (see [`SignalHook::observe`]).
+pub(crate) type Observer = Arc<dyn Fn() + Send + Sync>;
 
 struct Task {
     fut: Mutex<Option<SpawnFuture>>,
@@ -166,6 +240,7 @@ const STARTS_PER_POLL: usize = 1024;
 pub(crate) struct AsyncHook {
     lanes: Vec<Arc<Lane>>,
     spawner: Spawner,
+    observe: Option<Observer>,
     coalesced: Arc<AtomicU64>,
 }
 
@@ -191,7 +266,11 @@ struct LaneState {
 }
 
 impl AsyncHook {
-    pub(crate) fn new(listeners: Vec<Arc<dyn AsyncListener>>, spawner: Spawner) -> AsyncHook {
+    pub(crate) fn new(
+        listeners: Vec<Arc<dyn AsyncListener>>,
+        spawner: Spawner,
+        observe: Option<Observer>,
+    ) -> AsyncHook {
         let coalesced = Arc::new(AtomicU64::new(0));
         let lanes = listeners
             .into_iter()
@@ -214,12 +293,19 @@ impl AsyncHook {
         AsyncHook {
             lanes,
             spawner,
+            observe,
             coalesced,
         }
     }
 }
 
 impl SignalHook for AsyncHook {
+    fn observe(&self) {
+        if let Some(observe) = &self.observe {
+            observe();
+        }
+    }
+
     fn on_signal(&self, signal: &Signal) {
         for lane in &self.lanes {
             let mut warn = None;
@@ -425,6 +511,9 @@ pub(crate) fn async_hook(
     if listeners.is_empty() {
         return None;
     }
-    let spawner = spawner.unwrap_or_else(default_spawner);
-    Some(Box::new(AsyncHook::new(listeners, spawner)))
+    let (spawner, observe) = match spawner {
+        Some(spawner) => (spawner, None),
+        None => default_spawner(),
+    };
+    Some(Box::new(AsyncHook::new(listeners, spawner, observe)))
 }
