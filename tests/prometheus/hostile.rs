@@ -677,3 +677,59 @@ fn r5_idle_and_unfinished_connections_are_closed_by_the_head_deadline() {
     }
     server.shutdown();
 }
+
+/// Sends `GET /metrics` with one `X-Filler` header of `filler` bytes and `Connection:
+/// close`, and returns the answer's status line (read with a read timeout, so a server
+/// that neither answers nor closes fails the test instead of hanging it).
+fn status_line_for_header_of(addr: SocketAddr, filler: usize) -> String {
+    let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', filler));
+    request.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // A server that answers before it read everything may reset a late write; the answer
+    // is what counts.
+    let _ = stream.write_all(&request);
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Only the status line is needed; read until it is complete or the server closes.
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("R-5: no answer to a {filler}-byte header: {e}"),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or("").to_owned()
+}
+
+// R-5, docs/listeners/prometheus.md (limits table, "request head size: 16 KiB (answered
+// 431)"): a request head under 16 KiB is served, one over it gets 431.
+#[test]
+fn r5_request_heads_over_16_kib_get_431_and_smaller_ones_are_served() {
+    let (registry, _listener) = registry_with(10);
+    let server = start_http_server_with_registry("127.0.0.1:0", &registry).unwrap();
+    let addr = server.local_addr();
+    let small = status_line_for_header_of(addr, 12 * 1024);
+    assert!(
+        small.starts_with("HTTP/1.1 200"),
+        "R-5: a 12 KiB header was answered {small:?}"
+    );
+    let big = status_line_for_header_of(addr, 17 * 1024);
+    assert!(
+        big.starts_with("HTTP/1.1 431"),
+        "R-5: a 17 KiB header was answered {big:?}"
+    );
+    // And the server keeps serving after the oversized head.
+    let again = status_line_for_header_of(addr, 12 * 1024);
+    assert!(again.starts_with("HTTP/1.1 200"), "{again:?}");
+    server.shutdown();
+}

@@ -544,3 +544,93 @@ impl AsyncFlood {
         assert_chain(&signals, self.cb.state());
     }
 }
+
+// L-1, docs/listeners/index.md ("The signal"): a signal's `timestamp` is the wall-clock
+// time of the transition, *the same as* the breaker's `info().changed_at` (not merely no
+// later than it). Without a backlog the command's own thread runs the listener before the
+// command returns, so after each command the last recorded signal is that transition's.
+#[test]
+fn l1_signal_timestamp_equals_info_changed_at_after_each_command() {
+    let rec = Recorder::default();
+    let cb = CircuitBreaker::builder("stamped")
+        .listener(rec.listener())
+        .build()
+        .unwrap();
+    let force_open = |cb: &CircuitBreaker| cb.force_open();
+    let reset = |cb: &CircuitBreaker| cb.reset();
+    let commands: [(&str, &dyn Fn(&CircuitBreaker), State); 2] = [
+        ("force_open", &force_open, State::ForcedOpen),
+        ("reset", &reset, State::Closed),
+    ];
+    for round in 1..=3 {
+        for (name, command, expected) in commands {
+            command(&cb);
+            let info = cb.info();
+            let last = rec.signals().pop().expect("a signal per command");
+            assert_eq!(
+                (info.state, last.new_state),
+                (expected, expected),
+                "round {round}, {name}"
+            );
+            assert_eq!(
+                last.timestamp, info.changed_at,
+                "L-1: round {round}, {name}: the signal's timestamp is info().changed_at"
+            );
+        }
+    }
+    assert_eq!(rec.signals().len(), 6);
+    assert_eq!(pending(&cb), 0);
+}
+
+// R-2, docs/listeners/index.md ("When listeners fall behind"): each breaker queues at most
+// 1024 signals. A listener blocks on a holder thread's force_open (that signal is being
+// delivered, so it counts in `pending_signals`); 5 000 alternating reset / force_open from
+// this thread never make more than 1024 + 1 pending. Once released, the merges are
+// counted and the listener ends at the breaker's real state.
+#[test]
+fn r2_signal_queue_holds_at_most_1024_plus_the_one_being_delivered() {
+    const QUEUE_CAPACITY: usize = 1024;
+    const COMMANDS: usize = 5_000;
+    let (listener, gate) = gate(1);
+    let cb = CircuitBreaker::builder("bounded_queue")
+        .listener(listener)
+        .build()
+        .unwrap();
+    let holder = {
+        let cb = cb.clone();
+        thread::spawn(move || cb.force_open()) // the listener blocks on it
+    };
+    gate.entered(0);
+    let mut max_pending = pending(&cb);
+    for i in 0..COMMANDS {
+        if i % 2 == 0 {
+            cb.reset();
+        } else {
+            cb.force_open();
+        }
+        max_pending = max_pending.max(pending(&cb));
+    }
+    assert!(
+        max_pending <= QUEUE_CAPACITY + 1,
+        "R-2: {max_pending} signals pending, more than 1024 queued + 1 being delivered"
+    );
+    // The storm outgrew the queue, so the bound was reached, not just respected.
+    assert_eq!(max_pending, QUEUE_CAPACITY + 1);
+    gate.release();
+    holder.join().unwrap();
+    settle(&cb);
+    let info = cb.info();
+    assert!(info.coalesced_signals > 0, "R-2: merges are counted");
+    let seen = gate.signals();
+    assert_eq!(
+        seen.len() as u64 + info.coalesced_signals,
+        1 + COMMANDS as u64,
+        "every signal is delivered or merged into one that is"
+    );
+    assert_eq!(info.state, State::ForcedOpen);
+    assert_eq!(
+        seen.last().unwrap().new_state,
+        info.state,
+        "the listener ends at the breaker's real state"
+    );
+}

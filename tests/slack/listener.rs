@@ -535,6 +535,42 @@ fn sl4_rate_limit_retries_are_bounded() {
     assert_eq!(error.field("status"), "429");
 }
 
+// SL-4, docs/listeners/slack.md ("Rate limits"): a 429 is retried after its Retry-After,
+// but waits at most `max_retry_wait`. Slack asks for 30 s, the cap is 200 ms: the same
+// message is sent again after at least the cap, and long before the 30 s (the upper
+// bound only shows the cap applied; it is far too loose to be a speed test).
+#[test]
+fn sl4_rate_limit_wait_is_capped_by_max_retry_wait() {
+    const CAP: Duration = Duration::from_millis(200);
+    const ASKED: Duration = Duration::from_secs(30);
+    let server = SlackServer::start();
+    server.script([Reply::RateLimited(ASKED.as_secs()), Reply::Ok]);
+    let slack = SlackListener::builder(CHANNEL, TOKEN)
+        .api_base(server.api_base())
+        .max_retry_wait(CAP)
+        .build()
+        .unwrap();
+    Listener::on_signal(&slack, &sig("db", Closed, Open)).unwrap();
+    // Longer than Retry-After, so that an uncapped wait fails on the gap below, not here.
+    assert!(
+        slack.flush(ASKED + DEADLINE),
+        "the message was never delivered"
+    );
+    let r = server.requests();
+    assert_eq!(r.len(), 2, "one 429, then the retry");
+    assert_eq!(
+        r[0].raw_body, r[1].raw_body,
+        "the same message is sent again"
+    );
+    assert!(r[1].ts.is_some(), "the retry was answered ok");
+    let gap = r[1].at.duration_since(r[0].at);
+    assert!(gap >= CAP, "retried after {gap:?}, before max_retry_wait");
+    assert!(
+        gap < Duration::from_secs(5),
+        "retried after {gap:?}: Retry-After ({ASKED:?}) was not capped by max_retry_wait"
+    );
+}
+
 // SL-4: a network error is logged (without the token) and never reaches the caller.
 #[test]
 fn sl4_network_error_is_logged() {
