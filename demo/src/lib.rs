@@ -550,6 +550,9 @@ pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
     let config = load_config(config.as_deref(), duration)?;
     let out: Out = Arc::new(Mutex::new(out));
     let t = duration.as_secs_f64();
+    // Built before the clock starts: a million idle circuits take seconds, which must
+    // not come out of the run.
+    let idle = Arc::new(idle_circuits(circuits)?);
 
     let start = Instant::now();
     let transitions = Arc::new(Mutex::new(Vec::<Transition>::new()));
@@ -580,7 +583,6 @@ pub fn run(opts: Options) -> Result<Report, Box<dyn Error + Send + Sync>> {
         }
     };
     let guarded: Arc<Vec<Guarded>> = Arc::new(breakers(&config, printer)?);
-    let idle = Arc::new(idle_circuits(circuits)?);
 
     let status = {
         let guarded = Arc::clone(&guarded);
