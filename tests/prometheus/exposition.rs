@@ -187,3 +187,24 @@ fn a_detached_breaker_leaves_no_series() {
     assert_eq!(series(&text, "keep"), 10);
     drop(keep);
 }
+
+#[test]
+fn one_long_circuit_name_costs_its_own_length_once_not_once_per_circuit() {
+    // The old writer reserved, for every circuit, room for the first circuit's name: a
+    // 1 MB name sorting first among 200 circuits made a 10 MB exposition ask for 1.2 GB,
+    // and among 10 000 the process aborted on a 63 GB allocation.
+    let registry = Registry::new();
+    let listener = PrometheusListener::with_registry(&registry).unwrap();
+    listener.on_attach(&format!("0{}", "x".repeat(1 << 20)), State::Closed);
+    for i in 0..200 {
+        listener.on_attach(&format!("tenant-{i}"), State::Closed);
+    }
+    let text = encode_text(&registry).unwrap();
+    assert_eq!(text, gathered(&registry));
+    assert!(
+        text.capacity() < 2 * text.len(),
+        "{} MB reserved for {} MB",
+        text.capacity() >> 20,
+        text.len() >> 20
+    );
+}

@@ -384,6 +384,18 @@ impl Store {
     }
 }
 
+/// The bytes of a family of `lines` lines per circuit, each `fixed` bytes plus the
+/// circuit's label: from every circuit's own label, so that one long name counts once
+/// (taking one name's length for all circuits asked for gigabytes with a 1 MB name).
+fn estimate(circuits: &BTreeMap<Box<str>, Circuit>, lines: usize, fixed: usize) -> usize {
+    circuits
+        .iter()
+        .map(|(name, circuit)| {
+            lines.saturating_mul(fixed.saturating_add(circuit.label(name).len()))
+        })
+        .fold(0, usize::saturating_add)
+}
+
 /// Writes one of the two families straight from the store, in `gather`'s order; nothing
 /// for a family without series (`gather` drops those).
 fn write_family(circuits: &BTreeMap<Box<str>, Circuit>, family: &str, out: &mut String) {
@@ -397,7 +409,7 @@ fn write_family(circuits: &BTreeMap<Box<str>, Circuit>, family: &str, out: &mut 
             }
             if !header {
                 header = true;
-                out.reserve(circuits.len() * 6 * (70 + name.len()));
+                out.reserve(estimate(circuits, 6, 70));
                 out.push_str(concat!(
                     "# HELP circuit_breaker_state Current state of the circuit breaker\n",
                     "# TYPE circuit_breaker_state gauge\n"
@@ -422,7 +434,7 @@ fn write_family(circuits: &BTreeMap<Box<str>, Circuit>, family: &str, out: &mut 
             }
             if !header {
                 header = true;
-                out.reserve(circuits.len() * 4 * (110 + name.len()));
+                out.reserve(estimate(circuits, 4, 110));
                 out.push_str(concat!(
                     "# HELP circuit_breaker_state_transition_total Count of state transitions for circuit breakers\n",
                     "# TYPE circuit_breaker_state_transition_total counter\n"
