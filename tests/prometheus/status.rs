@@ -399,3 +399,23 @@ fn the_status_page_renders_tiles_in_a_real_browser_and_follows_a_trip() {
     assert!(tile.contains("retry in"), "{tile}");
     server.shutdown();
 }
+
+#[test]
+fn a_retry_time_read_while_the_breaker_was_open_is_not_shown_for_a_closed_snapshot() {
+    // `of` reads `info()` and `retry_after()` one after the other: a breaker tripped and
+    // reset in between gave a closed tile with "retry in 60s" (the JSON promises
+    // `retry_after` is null unless the breaker is open).
+    let cb = CircuitBreaker::builder("flapping")
+        .tripper(FailureStreak::new(1))
+        .retry(Cooldown::new(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let closed = cb.info();
+    fail(&cb);
+    let retry = cb.retry_after();
+    assert!(retry.is_some());
+    let status = BreakerStatus::from_info(&closed, retry);
+    assert_eq!(status.retry_after, None);
+    let status = BreakerStatus::from_info(&cb.info(), retry);
+    assert_eq!(status.retry_after, retry);
+}

@@ -339,3 +339,25 @@ fn a_key_looked_up_while_its_evicted_breaker_detaches_is_attached_after_it() {
     );
     assert_eq!(k.len(), 1);
 }
+
+#[test]
+fn a_key_named_like_the_overflow_breaker_is_served_by_it() {
+    // With the default naming, the key "(overflow)" (which may come from a request) was
+    // built as a second breaker named "h:(overflow)": the listeners, which key their
+    // series by name, shared them with the live overflow breaker, and the key's eviction
+    // dropped the overflow breaker's series.
+    let life = Lifecycle::default();
+    let hosts: Keyed<String> = Keyed::builder("h:").listener(life.clone()).build().unwrap();
+    let b = hosts.get("(overflow)");
+    assert_eq!(b.name(), "h:(overflow)");
+    b.force_open();
+    assert_eq!(
+        hosts.overflow().state(),
+        State::ForcedOpen,
+        "the same breaker"
+    );
+    assert!(hosts.keys().is_empty());
+    assert!(!hosts.remove("(overflow)"));
+    assert_eq!(life.count("attach h:(overflow) closed"), 1);
+    assert_eq!(life.count("detach h:(overflow)"), 0);
+}

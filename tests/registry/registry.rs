@@ -586,3 +586,82 @@ fn after_a_reconfiguration_no_signal_of_the_old_breaker_comes_after_the_successo
         ]
     );
 }
+
+/// Records the calls and store-connection reports a listener hears.
+#[derive(Clone, Default)]
+struct Heard(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl fluxgate::listeners::Listener for Heard {
+    fn on_signal(&self, _: &fluxgate::Signal) -> Result<(), fluxgate::listeners::ListenerError> {
+        Ok(())
+    }
+    fn wants_calls(&self) -> bool {
+        true
+    }
+    fn on_call(&self, call: &fluxgate::listeners::CallEvent<'_>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("call {} {:?}", call.circuit_name, call.outcome));
+    }
+    fn on_store_connection(&self, name: &str, connected: bool) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("store {name} {connected}"));
+    }
+}
+
+#[test]
+fn calls_through_a_handle_kept_past_its_removal_are_heard_by_nobody() {
+    // The old code told the listeners of every call of a removed breaker: they key their
+    // series by name, so its calls counted for the new breaker of the same name.
+    let heard = Heard::default();
+    let registry: Registry = Registry::builder().listener(heard.clone()).build();
+    let old = registry.get_or_create("db").unwrap();
+    assert!(registry.remove("db"));
+    let _new = registry.get_or_create("db").unwrap();
+    for _ in 0..5 {
+        let _ = fail(&old);
+    }
+    assert!(
+        heard.0.lock().unwrap().is_empty(),
+        "{:?}",
+        heard.0.lock().unwrap()
+    );
+}
+
+#[test]
+fn a_store_report_for_a_removed_breaker_reaches_no_listener() {
+    // The old code told the listeners: the Prometheus listener re-created the removed
+    // circuit's store gauge, which nothing would ever remove again.
+    #[derive(Clone, Default)]
+    struct Keep(Arc<std::sync::Mutex<Vec<fluxgate::store::StoreLink>>>);
+    struct Quiet;
+    impl fluxgate::store::StoreSink for Quiet {
+        fn changed(&self, _: fluxgate::store::Change) {}
+    }
+    impl fluxgate::store::StateStore for Keep {
+        fn attach(&self, link: fluxgate::store::StoreLink) -> Box<dyn fluxgate::store::StoreSink> {
+            self.0.lock().unwrap().push(link);
+            Box::new(Quiet)
+        }
+    }
+    let (keep, heard) = (Keep::default(), Heard::default());
+    let store = keep.clone();
+    let registry: Registry = Registry::builder()
+        .defaults(move |b| b.store(store.clone()))
+        .listener(heard.clone())
+        .build();
+    let _kept = registry.get_or_create("tenant-1").unwrap();
+    let link = keep.0.lock().unwrap()[0].clone();
+    link.connection(false);
+    let before = heard.0.lock().unwrap().clone();
+    assert_eq!(
+        before.last().map(String::as_str),
+        Some("store tenant-1 false")
+    );
+    assert!(registry.remove("tenant-1"));
+    link.connection(true);
+    assert_eq!(*heard.0.lock().unwrap(), before);
+}

@@ -61,6 +61,11 @@
 //! attempted after a sixteenth of `max_keys` more overflow lookups, so a flood cannot make
 //! every lookup scan the map. [`Keyed::overflowed`] counts these lookups.
 //!
+//! Breaker names are what listeners key their state by (metric series, Slack threads), so
+//! two live breakers must not share one: the naming closure must give distinct keys
+//! distinct names, and a key whose name is the overflow breaker's (the key `"(overflow)"`
+//! with the default naming) is served by the overflow breaker.
+//!
 //! A panic in the naming closure, the template or the key's own `Hash`/`Eq` reaches the
 //! caller of [`Keyed::get`] and costs nothing else: the key gets no breaker, its place in
 //! the bound is given back, and a breaker already built is detached from its listeners.
@@ -423,6 +428,14 @@ where
             };
             let owned = key.to_owned();
             let name = (inner.naming)(&owned);
+            if name == inner.overflow.name() {
+                // A key named like the overflow breaker (a key `"(overflow)"`, maybe from
+                // a request) is served by it: two breakers of one name would share their
+                // listeners' series, and the key's eviction would drop the live overflow
+                // breaker's.
+                drop(claim);
+                return inner.overflow.clone();
+            }
             match build_one(&inner.template, &inner.listeners, &name) {
                 Ok(breaker) => {
                     claim.built = Some(breaker.clone());

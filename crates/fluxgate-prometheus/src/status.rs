@@ -84,7 +84,9 @@ pub struct BreakerStatus {
 }
 
 impl BreakerStatus {
-    /// The status described by a snapshot and, for an open breaker, its retry time.
+    /// The status described by a snapshot and, for an open breaker, its retry time. A
+    /// retry time read while the breaker was in another state than the snapshot's (the
+    /// two are read one after the other) is left out unless the snapshot says `open`.
     ///
     /// ```
     /// use fluxgate_prometheus::BreakerStatus;
@@ -111,7 +113,7 @@ impl BreakerStatus {
             failures: metric.failure_count,
             failure_rate: metric.failure_rate(),
             slow_rates,
-            retry_after,
+            retry_after: retry_after.filter(|_| info.state == State::Open),
         }
     }
 

@@ -362,6 +362,11 @@ impl Core {
     /// Tells the listeners that the store lost (`false`) or regained (`true`) its
     /// connection (`StoreLink::connection`).
     pub(crate) fn store_connection(&self, connected: bool) {
+        // A retired breaker's listeners let go of it (or its successor reports instead):
+        // a late report must not bring its series back.
+        if self.is_retired() {
+            return;
+        }
         if let Some(f) = self.fleet.get() {
             f.events.store_connection(&self.name, connected);
         }
@@ -1163,6 +1168,9 @@ impl Core {
     /// Tells every listener, sync and async, that this breaker is retired
     /// (`Listener::on_detach`); a panicking listener is contained.
     pub(crate) fn detach_listeners(&self) {
+        if let Some(calls) = &self.calls {
+            calls.detach();
+        }
         self.dispatch.detach();
     }
 

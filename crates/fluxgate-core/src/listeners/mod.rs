@@ -516,6 +516,10 @@ pub(crate) struct CallSink {
     asynchronous: Box<[std::sync::Arc<dyn AsyncListener>]>,
     /// A listener's `on_call` panicked already (logged once per breaker, not per call).
     panicked: std::sync::atomic::AtomicBool,
+    /// The breaker left its registry or keyed breaker: its calls (through a handle kept
+    /// from before) are heard by nobody, so that they never count for a new breaker of
+    /// the same name.
+    detached: std::sync::atomic::AtomicBool,
 }
 
 impl CallSink {
@@ -540,11 +544,21 @@ impl CallSink {
             sync,
             asynchronous,
             panicked: std::sync::atomic::AtomicBool::new(false),
+            detached: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// No call is told to the listeners any more (the breaker was detached from them).
+    pub(crate) fn detach(&self) {
+        self.detached
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Gives `event` to every listener; a panic is caught (and logged the first time).
     pub(crate) fn emit(&self, event: &CallEvent<'_>) {
+        if self.detached.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         for l in self.sync.iter() {
             if catch_unwind(AssertUnwindSafe(|| l.on_call(event))).is_err() {
                 self.panicked(|| l.name(), event);
