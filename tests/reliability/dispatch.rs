@@ -556,11 +556,10 @@ fn l1_signal_timestamp_equals_info_changed_at_after_each_command() {
         .listener(rec.listener())
         .build()
         .unwrap();
-    let force_open = |cb: &CircuitBreaker| cb.force_open();
-    let reset = |cb: &CircuitBreaker| cb.reset();
-    let commands: [(&str, &dyn Fn(&CircuitBreaker), State); 2] = [
-        ("force_open", &force_open, State::ForcedOpen),
-        ("reset", &reset, State::Closed),
+    type Command = (&'static str, fn(&CircuitBreaker), State);
+    let commands: [Command; 2] = [
+        ("force_open", CircuitBreaker::force_open, State::ForcedOpen),
+        ("reset", CircuitBreaker::reset, State::Closed),
     ];
     for round in 1..=3 {
         for (name, command, expected) in commands {
