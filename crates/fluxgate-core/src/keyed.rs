@@ -417,9 +417,15 @@ where
                 inner.touch(entry);
                 return entry.breaker.clone();
             }
-            // Claim a place first: the bound holds even when many shards insert at once.
-            if inner.len.fetch_add(1, Ordering::AcqRel) >= inner.max_keys {
-                inner.len.fetch_sub(1, Ordering::AcqRel);
+            // Claim a place first: the bound holds even when many shards insert at once,
+            // and the count never reads above it, not even for a moment.
+            if inner
+                .len
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < inner.max_keys).then_some(n + 1)
+                })
+                .is_err()
+            {
                 continue;
             }
             let mut claim = Claim {
@@ -486,8 +492,9 @@ where
             return false;
         }
         let batch = (inner.max_keys / 16).max(1);
-        // Two turns of the hand at most: by then every entry not used meanwhile is idle.
-        let evicted = self.sweep(batch, 2 * inner.map.shards());
+        // To the end of the turn under way, then two whole turns at most: by then every
+        // entry not used since the sweep began is idle.
+        let evicted = self.sweep(batch, self.to_turn() + 2 * inner.map.shards());
         if evicted == 0 {
             inner.backoff.store(batch, Ordering::Relaxed);
         }
@@ -559,7 +566,16 @@ where
             .sweeping
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        self.sweep(usize::MAX, self.inner.map.shards())
+        self.sweep(usize::MAX, self.to_turn() + self.inner.map.shards())
+    }
+
+    /// Shards left before the hand starts a new turn (0 when it is at the start). An
+    /// entry's idleness is told in whole turns, which begin at shard 0: a sweep that
+    /// begins in the middle of a turn finishes it first (else the shards after the hand
+    /// would be seen in one era fewer, and entries there idle for a whole turn kept).
+    fn to_turn(&self) -> usize {
+        let total = self.inner.map.shards();
+        (total - self.inner.hand.load(Ordering::Relaxed)) % total
     }
 
     /// The breaker of `key` if it exists (never builds one, does not count as a use).
