@@ -531,17 +531,29 @@ fn a_name_built_again_while_its_old_breaker_detaches_is_attached_after_it() {
     );
 }
 
+/// A registry whose listeners are a `SlowSignal` (holding the first signal into
+/// `forced_open`) and then a `Lifecycle`; with the slow listener's two channels.
+fn behind_a_slow_listener() -> (
+    Registry,
+    Lifecycle,
+    std::sync::mpsc::Receiver<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let (slow, entered, release) = SlowSignal::new(State::ForcedOpen);
+    let life = Lifecycle::default();
+    let registry = Registry::builder()
+        .listener(slow)
+        .listener(life.clone())
+        .build();
+    (registry, life, entered, release)
+}
+
 #[test]
 fn a_removed_breakers_signal_still_being_delivered_never_reaches_a_listener_after_its_detach() {
     // A slow listener holds a signal of "t1" past the removal's waits. The old code then
     // detached the breaker and let the signal go on to the next listener: a Prometheus
     // listener re-created the removed circuit's series (forced_open = 1) for good.
-    let (slow, entered, release) = SlowSignal::new(State::ForcedOpen);
-    let life = Lifecycle::default();
-    let registry: Registry = Registry::builder()
-        .listener(slow)
-        .listener(life.clone())
-        .build();
+    let (registry, life, entered, release) = behind_a_slow_listener();
     let cb = registry.get_or_create("t1").unwrap();
     std::thread::scope(|s| {
         let opener = s.spawn(move || cb.force_open());
@@ -558,12 +570,7 @@ fn after_a_reconfiguration_no_signal_of_the_old_breaker_comes_after_the_successo
     // The old breaker's signal into forced_open is held by a slow listener while the
     // breaker is reconfigured and its successor reset. The old code delivered it last:
     // the listeners ended on forced_open while the breaker was closed.
-    let (slow, entered, release) = SlowSignal::new(State::ForcedOpen);
-    let life = Lifecycle::default();
-    let registry: Registry = Registry::builder()
-        .listener(slow)
-        .listener(life.clone())
-        .build();
+    let (registry, life, entered, release) = behind_a_slow_listener();
     let old = registry.get_or_create("db").unwrap();
     std::thread::scope(|s| {
         let opener = s.spawn(move || old.force_open());

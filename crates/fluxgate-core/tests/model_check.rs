@@ -324,24 +324,31 @@ impl fluxgate_core::recovery::Recovery for Forever {
     }
 }
 
+/// A breaker with `slots` half-open slots whose probes time out after 1 s and whose
+/// half-open period never ends by itself, made half-open (its next call is a probe).
+fn half_open_with_leases(slots: usize) -> (ManualClock, Arc<CircuitBreaker>) {
+    let clock = ManualClock::new();
+    let cb = Arc::new(
+        CircuitBreaker::builder("model")
+            .tripper(FailureStreak::new(1))
+            .retry(Cooldown::new(Duration::from_secs(1)))
+            .permit(permits::All)
+            .max_half_open_calls(slots)
+            .probe_timeout(Duration::from_secs(1))
+            .recovery(Forever)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    fail(&cb);
+    clock.advance(Duration::from_secs(1));
+    (clock, cb)
+}
+
 #[test]
 fn sm8_a_timed_out_probe_counts_once_and_frees_its_slot_once() {
     check("probe timeout", || {
-        let clock = ManualClock::new();
-        let cb = Arc::new(
-            CircuitBreaker::builder("model")
-                .tripper(FailureStreak::new(1))
-                .retry(Cooldown::new(Duration::from_secs(1)))
-                .permit(permits::All)
-                .max_half_open_calls(2)
-                .probe_timeout(Duration::from_secs(1))
-                .recovery(Forever)
-                .clock(clock.clone())
-                .build()
-                .unwrap(),
-        );
-        fail(&cb);
-        clock.advance(Duration::from_secs(1));
+        let (clock, cb) = half_open_with_leases(2);
         let recorded = cb.admit_owned().unwrap();
         let dropped = cb.admit_owned().unwrap();
         // Both are past their deadline: each ends as its own outcome or as a timeout.
@@ -388,21 +395,7 @@ fn sm8_a_timed_out_probe_counts_once_and_frees_its_slot_once() {
 #[test]
 fn sm8_a_reclaimed_probe_never_frees_the_slot_of_a_later_probe() {
     check("probe timeout, stale reading", || {
-        let clock = ManualClock::new();
-        let cb = Arc::new(
-            CircuitBreaker::builder("model")
-                .tripper(FailureStreak::new(1))
-                .retry(Cooldown::new(Duration::from_secs(1)))
-                .permit(permits::All)
-                .max_half_open_calls(1)
-                .probe_timeout(Duration::from_secs(1))
-                .recovery(Forever)
-                .clock(clock.clone())
-                .build()
-                .unwrap(),
-        );
-        fail(&cb);
-        clock.advance(Duration::from_secs(1));
+        let (clock, cb) = half_open_with_leases(1);
         let hung = cb.admit_owned().unwrap();
         // The reclaimer moves the clock past the hung probe's deadline, reclaims it and
         // gives its own slot straight back; the caller reads the clock before or after.
