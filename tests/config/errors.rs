@@ -495,3 +495,175 @@ fn a_breaker_written_twice_is_an_error_with_the_line_of_the_second() {
     let ok = Config::from_yaml_str("breakers:\n  a:\n    state: disabled\n  b: {}\n").unwrap();
     assert_eq!(ok.names().collect::<Vec<_>>(), ["a", "b"]);
 }
+
+#[test]
+fn a_null_field_is_an_error_not_the_default() {
+    // Before: every field was read as "not set" when null, so `tracker:` with nothing
+    // after it (or `~`, or `null`) silently kept the default's tracker.
+    let null = |line: usize, scope: &str, field: &str| {
+        format!("line {line}: {scope}, field {field}: a value is required (null given)")
+    };
+    let a = "breaker \"a\"";
+    let cases = [
+        // Block form: nothing after the colon, `~`, `null` (any case YAML allows).
+        ("breakers:\n  a:\n    tracker:\n", null(3, a, "tracker")),
+        (
+            "breakers:\n  a:\n    tracker:\n    state: closed\n",
+            null(3, a, "tracker"),
+        ),
+        ("breakers:\n  a:\n    tripper: ~\n", null(3, a, "tripper")),
+        ("breakers:\n  a:\n    window: null\n", null(3, a, "window")),
+        ("breakers:\n  a:\n    state: Null\n", null(3, a, "state")),
+        ("breakers:\n  a:\n    retry: NULL\n", null(3, a, "retry")),
+        (
+            "breakers:\n  a:\n    state: closed\n    window: { type: count, size: 3 }\n\n    max_half_open_calls:  # set later\n",
+            null(6, a, "max_half_open_calls"),
+        ),
+        (
+            "breakers:\n  a:\n    measure_durations: ~\n",
+            null(3, a, "measure_durations"),
+        ),
+        ("breakers:\n  a:\n    permit:\n", null(3, a, "permit")),
+        ("breakers:\n  a:\n    recovery: ~\n", null(3, a, "recovery")),
+        (
+            "breakers:\n  a:\n    probe_timeout: null\n",
+            null(3, a, "probe_timeout"),
+        ),
+        // Flow form.
+        ("breakers:\n  a: { tracker: ~ }\n", null(2, a, "tracker")),
+        (
+            "breakers:\n  a: { state: closed, tripper: }\n",
+            null(2, a, "tripper"),
+        ),
+        ("breakers: { a: { window: null } }\n", null(1, a, "window")),
+        (
+            "breakers:\n  a: {\n    state: closed,\n    tracker: ~\n  }\n",
+            null(4, a, "tracker"),
+        ),
+        // The defaults' fields.
+        (
+            "defaults:\n  tracker:\nbreakers:\n  a: {}\n",
+            null(2, "defaults", "tracker"),
+        ),
+        ("defaults: { tripper: ~ }\n", null(1, "defaults", "tripper")),
+        (
+            "defaults:\n  state: disabled\n  window: null\n",
+            null(3, "defaults", "window"),
+        ),
+        // Parameters of the nested tables, which would keep their own defaults too.
+        (
+            "defaults:\n  retry:\n    type: backoff\n    initial: 10s\n    max:\n    jitter: 0.1\n",
+            null(5, "defaults", "retry.max"),
+        ),
+        (
+            "breakers:\n  a:\n    retry: { type: cooldown, duration: 1s, jitter: ~ }\n",
+            null(3, a, "retry.jitter"),
+        ),
+        (
+            "breakers:\n  a:\n    retry: { type: never, duration: null }\n",
+            null(3, a, "retry.duration"),
+        ),
+        (
+            "breakers:\n  a:\n    retry:\n      type: backoff\n      initial: 1s\n      multiplier: ~\n",
+            null(6, a, "retry.multiplier"),
+        ),
+        (
+            "breakers:\n  a:\n    window: { type: count, size: ~ }\n",
+            null(3, a, "window.size"),
+        ),
+        (
+            "breakers:\n  a:\n    window:\n      type: time\n      duration:\n",
+            null(5, a, "window.duration"),
+        ),
+        (
+            "breakers:\n  a:\n    permit: { type: random, ratio: null }\n",
+            null(3, a, "permit.ratio"),
+        ),
+        (
+            "defaults:\n  permit:\n    type: ramp_up\n    initial: 0.1\n    final: ~\n    duration: 1m\n",
+            null(5, "defaults", "permit.final"),
+        ),
+        (
+            "breakers:\n  a:\n    recovery: { type: successes, n: ~ }\n",
+            null(3, a, "recovery.n"),
+        ),
+        (
+            "breakers:\n  a:\n    recovery:\n      type: by_tripper\n      rule:\n",
+            null(5, a, "recovery.rule"),
+        ),
+        // The first null of a file is the one reported.
+        (
+            "defaults:\n  state: closed\nbreakers:\n  a: ~\n  b:\n    tracker: io\n    tripper: ~\n    state: ~\n",
+            null(7, "breaker \"b\"", "tripper"),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (text, expected) in &cases {
+        match Config::from_yaml_str(text) {
+            Ok(_) => wrong.push(format!("{text:?}: loaded, expected {expected}")),
+            Err(e) if e.to_string() != *expected => {
+                wrong.push(format!("{text:?}:\n   got  {e}\n   want {expected}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    let err = Config::from_yaml_str("breakers:\n  payment_api:\n    tracker:\n").unwrap_err();
+    assert_eq!(err.breaker(), Some("payment_api"));
+    assert_eq!(err.field(), Some("tracker"));
+    assert_eq!(err.value(), None);
+    assert_eq!(err.message(), "a value is required (null given)");
+
+    // A whole section may be null, meaning every field inherited; so may `defaults`,
+    // meaning D-1; a quoted "null" is a string (here, an unknown tracker name).
+    let d1 = fluxgate::config::BreakerConfig::default();
+    let c =
+        Config::from_yaml_str("defaults:\nbreakers:\n  a:\n  b: ~\n  c: null\n  d: {}\n").unwrap();
+    assert_eq!(c.names().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(c.breaker(name), Some(&d1), "{name}");
+    }
+    let c = Config::from_yaml_str("defaults: ~\nbreakers:\n  a:\n").unwrap();
+    assert_eq!(c.defaults(), &d1);
+    let c =
+        Config::from_yaml_str("defaults:\n  max_half_open_calls: 3\nbreakers:\n  a:\n").unwrap();
+    assert_eq!(c.get("a").max_half_open_calls, 3);
+    let c = Config::from_yaml_str("breakers:\n  a:\n    tracker: \"null\"\n").unwrap();
+    assert_eq!(c.get("a").tracker.to_string(), "null");
+
+    // TOML has no null: a key without a value is a syntax error, as before, and empty
+    // sections inherit, as before.
+    for (text, expected) in [
+        (
+            "[breakers.a]\ntracker =\n",
+            "line 2: string values must be quoted, expected literal string",
+        ),
+        (
+            "[breakers.a]\nretry = { type = \"backoff\", initial = \"10s\", max = }\n",
+            "line 2: invalid literal string, expected `'`",
+        ),
+    ] {
+        assert_eq!(
+            Config::from_toml_str(text).unwrap_err().to_string(),
+            expected
+        );
+    }
+    let c = Config::from_toml_str("[defaults]\n[breakers.a]\n[breakers.b]\nstate = \"disabled\"\n")
+        .unwrap();
+    assert_eq!(c.defaults(), &d1);
+    assert_eq!(c.breaker("a"), Some(&d1));
+    assert_eq!(c.get("b").tracker, d1.tracker);
+    let c = Config::from_toml_str(
+        "[defaults]\nretry = { type = \"backoff\", initial = \"10s\" }\n[breakers.a]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.get("a").retry,
+        fluxgate::config::RetryConfig::Backoff {
+            initial: std::time::Duration::from_secs(10),
+            multiplier: 2.0,
+            max: std::time::Duration::from_secs(300),
+            jitter: 0.0
+        }
+    );
+}

@@ -35,6 +35,30 @@ fn expressions_print_as_they_are_written() {
         parse_tripper("AvgLatency(90m)").unwrap().to_string(),
         "AvgLatency(1h30m)"
     );
+    // Numbers print in plain decimal, the shortest that reads back as the same `f64`, and
+    // an exponent is read: before, `1e-5` printed as `1e-5` and did not parse.
+    for (written, printed) in [
+        ("FailureRate(0.00001)", "FailureRate(0.00001)"),
+        ("FailureRate(1e-5)", "FailureRate(0.00001)"),
+        ("FailureRate(1E-5)", "FailureRate(0.00001)"),
+        ("SlowRate(2.5e-1, 1s)", "SlowRate(0.25, 1s)"),
+        ("SlowRate(2.5E+3, 1s)", "SlowRate(2500.0, 1s)"),
+        ("FailureRate(1e0)", "FailureRate(1.0)"),
+        ("FailureRate(1)", "FailureRate(1.0)"),
+        ("FailureRate(0.000000001)", "FailureRate(0.000000001)"),
+        (
+            "FailureRate(5e-324)",
+            &format!("FailureRate(0.{}5)", "0".repeat(323)),
+        ),
+        (
+            "MinRequests(20) & FailureRate(1.5e-7) | !FailureRate(1e-4)",
+            "MinRequests(20) & FailureRate(0.00000015) | !FailureRate(0.0001)",
+        ),
+    ] {
+        let e = parse_tripper(written).unwrap_or_else(|err| panic!("{written}: {err}"));
+        assert_eq!(e.to_string(), printed, "{written}");
+        assert_eq!(parse_tripper(printed).unwrap(), e, "{printed}");
+    }
 }
 
 #[test]
@@ -155,8 +179,55 @@ fn unknown_tracker_name_lists_the_known_ones() {
     assert_eq!(parse_tracker("io(1)").unwrap_err().column, 3);
 }
 
+/// A ratio in (0, 1] as it may be written: any `f64` there (subnormals included, half of
+/// them uniform over the bit patterns so that every exponent comes up), in exponent form
+/// (`1e-5`) or as Rust's `Debug` writes it (`1e-5`, `0.5`).
+fn ratio_text() -> impl Strategy<Value = String> {
+    let ratio = prop_oneof![
+        (1u64..=1 << 53).prop_map(|n| n as f64 / (1u64 << 53) as f64),
+        (1u64..=1.0f64.to_bits()).prop_map(f64::from_bits),
+    ];
+    (ratio, any::<bool>()).prop_map(|(r, exp)| {
+        if exp {
+            format!("{r:e}")
+        } else {
+            format!("{r:?}")
+        }
+    })
+}
+
+#[test]
+fn a_ratio_with_an_exponent_loads_from_a_file_as_its_decimal() {
+    // Before: `1e-5` lexed as `1e` and `-5`, an error.
+    let dir = std::env::temp_dir().join(format!("fluxgate-config-exponent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("breakers.toml");
+    let yaml = dir.join("breakers.yaml");
+    std::fs::write(&toml, "[breakers.a]\ntripper = \"FailureRate(1e-5)\"\n").unwrap();
+    std::fs::write(&yaml, "breakers:\n  a:\n    tripper: FailureRate(1e-5)\n").unwrap();
+    let loaded = [Config::from_path(&toml), Config::from_path(&yaml)];
+    std::fs::remove_dir_all(&dir).unwrap();
+    let decimal =
+        Config::from_toml_str("[breakers.a]\ntripper = \"FailureRate(0.00001)\"\n").unwrap();
+    for config in loaded {
+        let config = config.unwrap();
+        assert_eq!(config, decimal);
+        let tripper = &config.get("a").tripper;
+        assert_eq!(tripper, &parse_tripper("FailureRate(0.00001)").unwrap());
+        assert_eq!(tripper.to_string(), "FailureRate(0.00001)");
+        // And what it builds trips like the decimal: 1 failure in 100 000 calls does.
+        let built = build_tripper(tripper);
+        let m = Metric::new(100_000, 1, Duration::ZERO, &[]);
+        assert!(built.trip(&TripContext::new(&m, State::Closed, 0)));
+        let m = Metric::new(100_001, 1, Duration::ZERO, &[]);
+        assert!(!built.trip(&TripContext::new(&m, State::Closed, 0)));
+    }
+}
+
 fn leaf() -> impl Strategy<Value = String> {
     prop_oneof![
+        ratio_text().prop_map(|r| format!("FailureRate({r})")),
+        (ratio_text(), 1u64..100_000).prop_map(|(r, ms)| format!("SlowRate({r}, {ms}ms)")),
         Just("Closed".to_owned()),
         Just("HalfOpened".to_owned()),
         (1u64..1000).prop_map(|n| format!("MinRequests({n})")),

@@ -11,9 +11,9 @@ use crate::duration::parse_duration;
 use crate::error::{Error, Scope};
 use crate::locate::{Lines, line_of};
 use crate::model::{
-    BreakerConfig, DUPLICATE_BREAKER, PermitConfig, PermitKind, RawBreaker, RawFile, RawPermit,
-    RawRecovery, RawRetry, RawWindow, RecoveryConfig, RecoveryKind, RetryConfig, RetryKind,
-    WindowConfig, WindowKind,
+    BreakerConfig, DUPLICATE_BREAKER, NULL_GIVEN, PermitConfig, PermitKind, RawBreaker, RawFile,
+    RawPermit, RawRecovery, RawRetry, RawWindow, RecoveryConfig, RecoveryKind, RetryConfig,
+    RetryKind, WindowConfig, WindowKind,
 };
 use crate::rules::{build_tripper, parse_tripper};
 use crate::trackers::{Trackers, parse_tracker};
@@ -424,7 +424,15 @@ fn parse(text: &str, format: Format) -> Result<RawFile, Error> {
             let de = serde_norway::Deserializer::from_str(text);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let path = segments(e.path());
-                let mut err = yaml_error(e.inner(), path);
+                let mut err = yaml_error(e.inner(), path.clone());
+                // The YAML parser places a null field's error at the start of the mapping
+                // the field is in; the line that matters is the field's own, further down.
+                if err.message() == NULL_GIVEN {
+                    let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+                    if let Some(line) = Lines::yaml(text).find(&keys) {
+                        err.0.line = Some(err.0.line.map_or(line, |l| l.max(line)));
+                    }
+                }
                 // The YAML parser places the error at the start of the `breakers`
                 // mapping; the line that matters is the one that repeats a name.
                 if err.0.scope.is_none()

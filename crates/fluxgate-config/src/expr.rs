@@ -6,7 +6,7 @@
 //! and     = unary { "&" unary }
 //! unary   = "!" unary | primary        highest precedence
 //! primary = "(" expr ")" | NAME [ "(" [ arg { "," arg } ] ")" ]
-//! arg     = a number (20, 0.5) or a duration (1s, 500ms, 1h30m)
+//! arg     = a number (20, 0.5, 1e-5) or a duration (1s, 500ms, 1h30m)
 //! ```
 //!
 //! `!` binds tighter than `&`, which binds tighter than `|` (as in Rust), so
@@ -304,8 +304,15 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
         } else if c.is_ascii_digit() || matches!(c, '.' | '-' | '+') {
             let start = i;
             i += 1;
-            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '.' | '_')) {
-                i += 1;
+            while i < chars.len() {
+                if chars[i].is_alphanumeric() || matches!(chars[i], '.' | '_') {
+                    i += 1;
+                } else if exponent_sign(&chars[start..i], &chars[i..]) {
+                    // `1e-5`, `2.5E+3`: the exponent's sign is part of the number.
+                    i += 2;
+                } else {
+                    break;
+                }
             }
             out.push((Tok::Atom(chars[start..i].iter().collect()), col));
         } else {
@@ -314,6 +321,25 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
     }
     out.push((Tok::End, chars.len() + 1));
     Ok(out)
+}
+
+/// Whether `rest` starts with the sign of an exponent of the number `atom` (read so far):
+/// `atom` is a decimal mantissa and an `e` or `E` (`1e`, `-2.5E`, `.5e`), and `rest` a
+/// sign and a digit. Durations never have a sign after a letter, so `1e-5` is the only
+/// way to read such text.
+fn exponent_sign(atom: &[char], rest: &[char]) -> bool {
+    let [mantissa @ .., 'e' | 'E'] = atom else {
+        return false;
+    };
+    let digits = match mantissa {
+        ['-' | '+', m @ ..] => m,
+        m => m,
+    };
+    let points = digits.iter().filter(|&&c| c == '.').count();
+    matches!(rest, ['-' | '+', d, ..] if d.is_ascii_digit())
+        && digits.iter().any(char::is_ascii_digit)
+        && digits.iter().all(|c| c.is_ascii_digit() || *c == '.')
+        && points <= 1
 }
 
 struct Parser {
@@ -526,6 +552,37 @@ mod tests {
         assert!(parse(&deep).unwrap_err().message.contains("nested deeper"));
         let nots = "!".repeat(100_000) + "a";
         assert!(parse(&nots).is_err());
+    }
+
+    /// The texts of the arguments of a single call.
+    fn args(s: &str) -> Vec<String> {
+        let Expr::Leaf(call) = parse(s).unwrap() else {
+            panic!("{s}: not a call")
+        };
+        call.args.unwrap().into_iter().map(|a| a.text).collect()
+    }
+
+    #[test]
+    fn a_number_with_an_exponent_is_one_argument() {
+        assert_eq!(args("F(1e-5)"), ["1e-5"]);
+        assert_eq!(
+            args("F(2.5E+3, -1e-7, +.5e-1, 3.e+2)"),
+            ["2.5E+3", "-1e-7", "+.5e-1", "3.e+2"]
+        );
+        assert_eq!(args("F( 1e5 ,1E-300)"), ["1e5", "1E-300"]);
+        assert_eq!(round("F(1e-5) & G(2.5E+3, 1s)"), "F(1e-5) & G(2.5E+3, 1s)");
+        // Columns after an exponent are right.
+        assert_eq!(parse("F(1e-5 2)").unwrap_err().column, 8);
+        // A sign after anything but a mantissa and `e` still starts an argument of its
+        // own (an error), as does a sign without a digit after it.
+        for (text, column) in [
+            ("F(1s-5)", 5),
+            ("F(1e-)", 5),
+            ("F(1ee-5)", 6),
+            ("F(e-5)", 3),
+        ] {
+            assert_eq!(parse(text).unwrap_err().column, column, "{text}");
+        }
     }
 
     /// The depth of a tree (a leaf is 1).

@@ -239,7 +239,9 @@ impl Default for BreakerConfig {
     expecting = "a table with `defaults` and `breakers`"
 )]
 pub(crate) struct RawFile {
-    // `Option`: YAML's `payment_api:` with nothing after it (null) means "all defaults".
+    // `Option`: YAML's `defaults:` with nothing after it (null) means "all D-1", as a
+    // breaker's `payment_api:` (the `Option` of `breakers`) means "all defaults"; the
+    // fields inside a section may not be null.
     #[serde(default)]
     pub(crate) defaults: Option<RawBreaker>,
     #[serde(default, deserialize_with = "unique_sections")]
@@ -283,18 +285,48 @@ fn unique_sections<'de, D: Deserializer<'de>>(
     deserializer.deserialize_map(Sections)
 }
 
+/// The message for a field written without a value (YAML's `~`, `null`, or nothing after
+/// the colon).
+pub(crate) const NULL_GIVEN: &str = "a value is required (null given)";
+
+/// Reads a field that may be left out (serde's `default` gives `None` then) but not
+/// written as null: a null would read as "not set" too, and silently keep the default
+/// the operator meant to change. Only YAML has a null; TOML's values are never one.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(D::Error::custom(NULL_GIVEN)),
+    }
+}
+
+/// A section's fields. Each may be left out, none may be null (see [`present`]); the
+/// section itself may be null, meaning every field inherited (see [`RawFile`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table of breaker fields")]
 pub(crate) struct RawBreaker {
+    #[serde(default, deserialize_with = "present")]
     pub(crate) window: Option<RawWindow>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) tracker: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) tripper: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) retry: Option<RawRetry>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) permit: Option<RawPermit>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) max_half_open_calls: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) measure_durations: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) state: Option<InitialState>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) recovery: Option<RawRecovery>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) probe_timeout: Option<String>,
 }
 
@@ -314,7 +346,9 @@ pub(crate) enum RecoveryKind {
 pub(crate) struct RawRecovery {
     #[serde(rename = "type")]
     pub(crate) kind: RecoveryKind,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) n: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) rule: Option<String>,
 }
 
@@ -333,7 +367,9 @@ pub(crate) enum WindowKind {
 pub(crate) struct RawWindow {
     #[serde(rename = "type")]
     pub(crate) kind: WindowKind,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) size: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) duration: Option<String>,
 }
 
@@ -354,10 +390,15 @@ pub(crate) enum RetryKind {
 pub(crate) struct RawRetry {
     #[serde(rename = "type")]
     pub(crate) kind: RetryKind,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) duration: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) jitter: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) initial: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) multiplier: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) max: Option<String>,
 }
 
@@ -377,9 +418,13 @@ pub(crate) enum PermitKind {
 pub(crate) struct RawPermit {
     #[serde(rename = "type")]
     pub(crate) kind: PermitKind,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) ratio: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) initial: Option<f64>,
     #[serde(rename = "final")]
+    #[serde(default, deserialize_with = "present")]
     pub(crate) final_ratio: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub(crate) duration: Option<String>,
 }

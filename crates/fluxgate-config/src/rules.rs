@@ -81,10 +81,35 @@ impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Count(n) => n.fmt(f),
-            Value::Ratio(r) => write!(f, "{r:?}"),
+            Value::Ratio(r) => write_ratio(f, *r),
             Value::Duration(d) => f.write_str(&format_duration(*d)),
         }
     }
+}
+
+/// Writes a number in plain decimal, never with an exponent, in the fewest digits that
+/// read back as the same `f64`: `0.00001`, not `1e-5` (which the lexer reads too, but
+/// the printed form is meant to read like the file). A whole number keeps a `.0`
+/// (`1.0`), so it reads as a ratio rather than a count. `f64`'s `Display` gives those
+/// shortest digits without an exponent, however small or large the number: the smallest
+/// subnormal, `5e-324`, prints as `0.` and 323 zeros and `5`, which the parser reads back
+/// as itself (such a ratio is valid, if pointless: `FailureRate` accepts any ratio in
+/// (0, 1], and one below `1 / total` is reached by a single failure).
+///
+/// ```
+/// use fluxgate_config::rules::Value;
+/// assert_eq!(Value::Ratio(1e-5).to_string(), "0.00001");
+/// assert_eq!(Value::Ratio(1.0).to_string(), "1.0");
+/// assert_eq!(Value::Ratio(0.1 + 0.2).to_string(), "0.30000000000000004");
+/// ```
+fn write_ratio(f: &mut fmt::Formatter<'_>, r: f64) -> fmt::Result {
+    let plain = r.to_string();
+    f.write_str(&plain)?;
+    // Not finite (`NaN`, `inf`): no parse gives one, but a `Value` can hold one.
+    if r.is_finite() && !plain.contains('.') {
+        f.write_str(".0")?;
+    }
+    Ok(())
 }
 
 /// A named tripper rule: its parameters and how to build it.
@@ -333,5 +358,81 @@ mod tests {
     fn the_default_is_what_the_table_parses() {
         let parsed = parse_tripper("MinRequests(100) & FailureRate(0.5)").unwrap();
         assert_eq!(default_tripper(), parsed);
+    }
+
+    /// The ratio `FailureRate(r)` reads back after printing, and the print.
+    fn reprint(r: f64) -> (f64, String) {
+        let printed = parse_tripper(&format!("FailureRate({})", Value::Ratio(r)))
+            .unwrap_or_else(|e| panic!("{r:e}: {e}"))
+            .to_string();
+        let again = parse_tripper(&printed).unwrap();
+        let Expr::Leaf(call) = again else {
+            panic!("{printed}")
+        };
+        (call.args()[0].ratio(), printed)
+    }
+
+    /// Digits of a decimal without sign, point, and leading or trailing zeros.
+    fn significant(text: &str) -> String {
+        let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+        let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+        digits.trim_matches('0').to_owned()
+    }
+
+    #[test]
+    fn every_ratio_prints_in_plain_decimal_and_reads_back_exactly() {
+        // SplitMix64: reproducible without a dependency.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut ratios = vec![
+            1e-5,
+            0.00001,
+            1e-4,
+            0.5,
+            1.0,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            f64::EPSILON,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::from_bits(1.0f64.to_bits() - 1),
+            f64::MAX,
+            1e16,
+            123_456_789.0,
+            -0.25,
+            0.0,
+        ];
+        for _ in 0..300 {
+            // Uniform in (0, 1], and uniform over the bit patterns of (0, 1] (every
+            // exponent, subnormals included).
+            ratios.push(((next() >> 11) + 1) as f64 / (1u64 << 53) as f64);
+            ratios.push(f64::from_bits(next() % 1.0f64.to_bits() + 1));
+        }
+        for r in ratios {
+            let (back, printed) = reprint(r);
+            assert_eq!(back.to_bits(), r.to_bits(), "{r:e} printed as {printed}");
+            let arg = &printed["FailureRate(".len()..printed.len() - 1];
+            assert!(!arg.contains(['e', 'E']), "{r:e} printed as {printed}");
+            // The shortest: the digits of `{:e}`, which is the shortest with an exponent.
+            assert_eq!(
+                significant(arg),
+                significant(&format!("{r:e}")),
+                "{printed}"
+            );
+            assert!(arg.contains('.'), "{printed}");
+        }
+        assert_eq!(reprint(1e-5).1, "FailureRate(0.00001)");
+        assert_eq!(reprint(2.5e-7).1, "FailureRate(0.00000025)");
+        assert_eq!(reprint(1.0).1, "FailureRate(1.0)");
+        // The longest: `0.` and 323 zeros before the 5.
+        assert_eq!(reprint(5e-324).1.len(), "FailureRate()".len() + 2 + 323 + 1);
+        assert_eq!(Value::Ratio(f64::NAN).to_string(), "NaN");
+        assert_eq!(Value::Ratio(f64::INFINITY).to_string(), "inf");
     }
 }
