@@ -2,6 +2,8 @@
 //! several breakers of one name stand for several processes. The Redis store's tests, on
 //! a real server, are in `crates/fluxgate-redis/tests/`.
 
+mod sharing;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -196,10 +196,14 @@ impl<S: StateStore + ?Sized> StateStore for Arc<S> {
 }
 
 /// A breaker's side of a store: what the breaker tells it. Every method is called on the
-/// thread of a caller (under the breaker's transition lock for `changed`, so changes
-/// arrive in order) and must return at once.
+/// thread of a caller and must return at once. No lock of the breaker is held while one
+/// runs: a sink may call any method of its [`StoreLink`] from any of them.
 pub trait StoreSink: Send + Sync + 'static {
-    /// The breaker made a transition of its own.
+    /// The breaker made a transition of its own. Changes arrive one at a time, in
+    /// transition order, right after the transition (its lock released): a change made on
+    /// another thread meanwhile may be handed over by the thread that is already handing
+    /// over, and a change the sink itself causes (through its link) arrives after this
+    /// call returns.
     fn changed(&self, change: Change);
 
     /// The breaker is `open` in local epoch `epoch`, its wait is over, and it needs a
@@ -217,6 +221,36 @@ pub trait StoreSink: Send + Sync + 'static {
     /// The `retry_after` of a call rejected while waiting for a lease (read once).
     fn lease_retry_after(&self) -> Duration {
         Duration::from_secs(1)
+    }
+
+    /// How long a probe grant ([`StoreLink::grant_probe`]) stands when the breaker does
+    /// not use it: the lease's TTL (read once). After it, the store may give the lease to
+    /// another instance, so the breaker asks again (`wants_probe`) before it probes; a
+    /// store that renews a lease its holder asks for again loses nothing by a short one.
+    ///
+    /// By default, [`lease_retry_after`](Self::lease_retry_after): a store that renews
+    /// its leases at most that often (a poll) keeps them at least that long. A store whose
+    /// leases last longer should say so (a grant that outlived the lease would let more
+    /// than k instances probe).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use fluxgate_core::store::{Change, StoreSink};
+    /// struct Leasing;
+    /// impl StoreSink for Leasing {
+    ///     fn changed(&self, _: Change) {}
+    ///     fn leases_probes(&self) -> bool { true }
+    ///     fn lease_ttl(&self) -> Duration { Duration::from_secs(10) }
+    /// }
+    /// struct Plain;
+    /// impl StoreSink for Plain {
+    ///     fn changed(&self, _: Change) {}
+    /// }
+    /// assert_eq!(Leasing.lease_ttl(), Duration::from_secs(10));
+    /// assert_eq!(Plain.lease_ttl(), Plain.lease_retry_after());
+    /// ```
+    fn lease_ttl(&self) -> Duration {
+        self.lease_retry_after()
     }
 
     /// The breaker is ready: from now on `StoreLink::apply` and `grant_probe` act on it
@@ -273,7 +307,8 @@ impl StoreLink {
         &self.name
     }
 
-    /// Whether the breaker still exists (and was not retired by a registry).
+    /// Whether the breaker still exists (and was not retired by a registry). Takes no
+    /// lock of the breaker.
     ///
     /// ```
     /// # use std::sync::{Arc, Mutex};
@@ -327,7 +362,10 @@ impl StoreLink {
     }
 
     /// Grants the probe lease asked for by `wants_probe(epoch)`: the next call after the
-    /// wait goes through as a probe. A grant for an epoch that is over does nothing.
+    /// wait goes through as a probe. A grant for an epoch that is over does nothing. The
+    /// grant lapses after [`StoreSink::lease_ttl`], and a newer fleet version taken
+    /// meanwhile revokes it (the write that made it cleared the leases): then the
+    /// breaker asks again.
     ///
     /// ```
     /// # use std::sync::{Arc, Mutex};
@@ -391,9 +429,11 @@ impl StoreLink {
 
     /// Tells the breaker that its `change` was written as the fleet's state `shared`
     /// (with the new version). If the breaker took an older fleet state after making the
-    /// change (the store's delivery crossed it), it takes `shared`, which is newer;
-    /// otherwise it only records the version (and, still in that open period, the
-    /// fleet's deadline). Whether the breaker took it.
+    /// change (the store's delivery crossed it) and is still in it (or probing from it),
+    /// it takes `shared`, which is newer; otherwise — it is where the change left it, or
+    /// further on by later changes of its own — it only records the version (versions
+    /// only grow: 0 records nothing) and, still in that open period, the fleet's
+    /// deadline. Whether the ack was taken (false for a version not above the last one).
     ///
     /// ```
     /// # use std::sync::{Arc, Mutex};
@@ -438,9 +478,7 @@ impl StoreLink {
     /// assert_eq!(link.current().unwrap().state, fluxgate_core::State::ForcedOpen);
     /// ```
     pub fn current(&self) -> Option<SharedState> {
-        let c = self.core.upgrade()?;
-        let info = c.info();
-        Some(SharedState::new(info.state, info.reopens, c.retry_after()))
+        Some(self.core.upgrade()?.shared_now())
     }
 }
 
@@ -458,8 +496,11 @@ impl StoreLink {
 ///   are always written (an operator's command is the latest word).
 /// - `half_open` is never written: at most `probes` breakers hold a lease at once.
 /// - A breaker that joins takes the fleet's state (a restart).
+/// - A lease lasts `ttl` (`probes`); asking again while holding it renews it.
 /// - While disconnected (`set_connected(false)`) nothing travels and breakers work and
-///   probe on their own; on reconnection their last changes are written by those rules.
+///   probe on their own; on reconnection each breaker's last change is written by those
+///   rules (a manual command among its offline changes makes it a command, as in the
+///   Redis store).
 ///
 /// ```
 /// use fluxgate_core::{CircuitBreaker, State, clock::ManualClock, store::MemoryStore};
@@ -524,6 +565,7 @@ struct MemSink {
     inner: Arc<Mutex<Memory>>,
     connected: Arc<std::sync::atomic::AtomicBool>,
     leases: bool,
+    lease_ttl: Duration,
 }
 
 fn lock(m: &Mutex<Memory>) -> std::sync::MutexGuard<'_, Memory> {
@@ -531,10 +573,25 @@ fn lock(m: &Mutex<Memory>) -> std::sync::MutexGuard<'_, Memory> {
 }
 
 impl StoreSink for MemSink {
-    fn changed(&self, change: Change) {
-        lock(&self.inner)
-            .queue
-            .push_back((self.id, Msg::Changed(change)));
+    fn changed(&self, mut change: Change) {
+        let mut m = lock(&self.inner);
+        if !m.connected {
+            // Reconcile step 1: only the last change waits for the reconnection (a
+            // `half_open` is never written), a command among those it replaces keeping it
+            // a command.
+            if change.to == State::HalfOpen {
+                return;
+            }
+            let id = self.id;
+            m.queue.retain(|&(member, msg)| match msg {
+                Msg::Changed(c) if member == id => {
+                    change.manual |= c.manual;
+                    false
+                }
+                _ => true,
+            });
+        }
+        m.queue.push_back((self.id, Msg::Changed(change)));
     }
     fn wants_probe(&self, epoch: u64) {
         lock(&self.inner)
@@ -546,6 +603,9 @@ impl StoreSink for MemSink {
     }
     fn leases_probes(&self) -> bool {
         self.leases
+    }
+    fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
     }
     fn connected(&self) -> bool {
         self.connected.load(std::sync::atomic::Ordering::Acquire)
@@ -568,6 +628,7 @@ impl StateStore for MemoryStore {
             inner: self.inner.clone(),
             connected,
             leases: m.probes > 0,
+            lease_ttl: Duration::from_nanos(m.lease_ttl),
         })
     }
 }
@@ -731,11 +792,22 @@ impl Memory {
             Msg::Probe(epoch) => {
                 let ttl = self.lease_ttl;
                 fleet.holders.retain(|&(_, until)| until > now);
-                let held = fleet.holders.iter().any(|&(h, _)| h == id);
-                if held || fleet.holders.len() < self.probes {
-                    if !held {
-                        fleet.holders.push((id, now.saturating_add(ttl)));
+                let until = now.saturating_add(ttl);
+                let room = fleet.holders.len() < self.probes;
+                let granted = match fleet.holders.iter_mut().find(|(h, _)| *h == id) {
+                    // Asked again by its holder: renewed, so the lease lasts as long as
+                    // the breaker's new grant.
+                    Some((_, expiry)) => {
+                        *expiry = until;
+                        true
                     }
+                    None if room => {
+                        fleet.holders.push((id, until));
+                        true
+                    }
+                    None => false,
+                };
+                if granted {
                     grants.push((self.members[id].link.clone(), epoch));
                 }
             }

@@ -18,7 +18,11 @@
 //! - Signals take their place in line under that mutex and are delivered outside every
 //!   lock, in transition order, by the thread that caused them or a background thread
 //!   (`dispatch`: SM-16, SM-18, SM-19, R-2).
+//! - With a store, a transition's `Change` is queued under that mutex too and handed to
+//!   the sink after it is released, in transition order, one thread at a time
+//!   (`Fleet::hand_over`): a sink may call back into the breaker.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::sync::widths;
@@ -177,14 +181,103 @@ struct Fleet {
     /// The open period's deadline set by the fleet, in `clock` nanos: 0 when the local
     /// retry policy decides (a local open), `u64::MAX` for never.
     until: AtomicU64,
-    /// `epoch + 1` of the open period whose probe lease the store granted.
+    /// `epoch + 1` of the open period whose probe lease the store granted (0: none).
+    /// Written under the transition lock; cleared when a newer fleet version is taken
+    /// (every write of the fleet's state clears its leases).
     granted: AtomicU64,
-    /// The fleet version last applied (written under the transition lock).
+    /// When that grant lapses, in `clock` nanos (the lease's TTL after the grant): the
+    /// store may give the lease to another instance from then on.
+    grant_until: AtomicU64,
+    /// The fleet version last taken (written under the transition lock; only grows).
     version: AtomicU64,
+    /// `epoch + 1` of the state the last fleet state applied (`apply`) put the breaker
+    /// in, carried over to the local `half_open` that follows it (0: none). An
+    /// acknowledged change older than that epoch was crossed by an older fleet state
+    /// (`ack_written`). Written under the transition lock.
+    remote_epoch: AtomicU64,
     leases: bool,
     lease_retry_after: Duration,
+    /// How long a probe grant stands (`StoreSink::lease_ttl`), in nanos.
+    lease_ttl: u64,
+    /// The breaker's own changes, queued in transition order under the transition lock
+    /// and handed to the sink after it is released (`Fleet::hand_over`).
+    outbox: Mutex<Outbox>,
     /// The breaker's listeners, told when the store's connection comes and goes.
     events: EventSink,
+}
+
+/// Changes waiting for the sink, and whether a thread is handing them over.
+struct Outbox {
+    queue: VecDeque<Change>,
+    handing: bool,
+}
+
+impl Fleet {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // Never held while foreign code runs: it cannot be poisoned by a sink.
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands the queued changes to the sink, in order, outside every lock of the breaker
+    /// (so the sink may call its link). One thread at a time: a thread that finds another
+    /// handing over leaves its change to it, which keeps the order; a sink whose
+    /// `changed` makes the breaker change again gets that change after it returns.
+    fn hand_over(&self) {
+        {
+            let mut outbox = self.outbox();
+            if outbox.handing {
+                return;
+            }
+            outbox.handing = true;
+        }
+        loop {
+            let next = {
+                let mut outbox = self.outbox();
+                let next = outbox.queue.pop_front();
+                outbox.handing = next.is_some();
+                next
+            };
+            let Some(change) = next else {
+                return;
+            };
+            contained(|| self.sink.changed(change));
+        }
+    }
+
+    /// Whether the store's probe grant for the open period of `epoch` still stands.
+    fn granted(&self, epoch: u64, now: u64) -> bool {
+        self.granted.load(Ordering::Acquire) == epoch.wrapping_add(1)
+            && now < self.grant_until.load(Ordering::Acquire)
+    }
+
+    /// Takes `version` as the last fleet version (versions only grow; 0 changes nothing);
+    /// a newer one revokes the probe grant, as the write that made it cleared the
+    /// leases. Under the transition lock.
+    fn take(&self, version: u64) {
+        let last = self.version.load(Ordering::Acquire);
+        if version > last {
+            self.granted.store(0, Ordering::Release);
+            self.version.store(version, Ordering::Release);
+        }
+    }
+}
+
+/// The transition lock of a transition that queued a change for the store: dropping it
+/// releases the lock, then hands the change over (`Fleet::hand_over`). Given to the
+/// signal dispatcher in place of the bare guard, so the store hears of the change before
+/// listeners run on this thread.
+struct Exclusive<'a> {
+    guard: Option<MutexGuard<'a, Transitions>>,
+    handover: Option<&'a Fleet>,
+}
+
+impl Drop for Exclusive<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if let Some(f) = self.handover {
+            f.hand_over();
+        }
+    }
 }
 
 /// Runs a store's code on a caller's thread; a panic in it is contained.
@@ -232,6 +325,9 @@ pub struct Core {
     /// Listeners that want every call; `None` (the common case) costs one branch.
     calls: Option<Box<CallSink>>,
     transitions: Mutex<Transitions>,
+    /// `Transitions::retired`, readable without the lock (`StoreLink::is_alive`, which a
+    /// store may call from anywhere): 1 once retired. Written with it, under the lock.
+    retired: AtomicU32,
     fleet: std::sync::OnceLock<Fleet>,
 }
 
@@ -326,6 +422,7 @@ impl Core {
                 changed_wall: wall,
                 retired: false,
             }),
+            retired: AtomicU32::new(0),
             fleet: std::sync::OnceLock::new(),
         }
     }
@@ -339,13 +436,21 @@ impl Core {
         let leases = contained(|| sink.leases_probes()).unwrap_or(false);
         let lease_retry_after =
             contained(|| sink.lease_retry_after()).unwrap_or(Duration::from_secs(1));
+        let lease_ttl = contained(|| sink.lease_ttl()).unwrap_or(lease_retry_after);
         let fleet = Fleet {
             sink,
             until: AtomicU64::new(0),
             granted: AtomicU64::new(0),
+            grant_until: AtomicU64::new(0),
             version: AtomicU64::new(0),
+            remote_epoch: AtomicU64::new(0),
             leases,
             lease_retry_after,
+            lease_ttl: u64::try_from(lease_ttl.as_nanos()).unwrap_or(u64::MAX),
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                handing: false,
+            }),
             events,
         };
         if self.fleet.set(fleet).is_ok() {
@@ -372,8 +477,9 @@ impl Core {
         }
     }
 
+    /// Without the transition lock: a store may ask from anywhere (`StoreLink::is_alive`).
     pub(crate) fn is_retired(&self) -> bool {
-        self.lock().retired
+        self.retired.load(Ordering::Acquire) != 0
     }
 
     /// While open: whether a probe may go now, and the time left (the fleet's deadline
@@ -390,14 +496,15 @@ impl Core {
     }
 
     /// With probe leases and a connected store: whether the fleet granted this open
-    /// period's probe (asking for it if not). Always true otherwise.
+    /// period's probe and the grant has not lapsed (asking for it if not). Always true
+    /// otherwise.
     fn fleet_allows_probe(&self, word: u64) -> Result<(), Option<Duration>> {
         let Some(f) = self.fleet.get() else {
             return Ok(());
         };
         let epoch = epoch_of(word);
         if !f.leases
-            || f.granted.load(Ordering::Acquire) == epoch + 1
+            || f.granted(epoch, self.clock.now_nanos())
             || !contained(|| f.sink.connected()).unwrap_or(false)
         {
             return Ok(());
@@ -406,13 +513,27 @@ impl Core {
         Err(Some(f.lease_retry_after))
     }
 
+    /// `StoreLink::grant_probe`: the lease for the open period of `epoch`, standing for
+    /// the store's lease TTL from now.
     pub(crate) fn grant_probe(&self, epoch: u64) {
         if let Some(f) = self.fleet.get() {
+            // Under the lock: a newer fleet version taken meanwhile revokes it, not the
+            // other way round.
+            let _t = self.lock();
             let word = self.word.load(Ordering::Acquire);
             if epoch_of(word) == epoch && state_of(word) == State::Open {
-                f.granted.store(epoch + 1, Ordering::Release);
+                let until = self.clock.now_nanos().saturating_add(f.lease_ttl);
+                f.grant_until.store(until, Ordering::Release);
+                f.granted.store(epoch.wrapping_add(1), Ordering::Release);
             }
         }
+    }
+
+    /// `StoreLink::current`: the breaker's own state now, without the transition lock.
+    pub(crate) fn shared_now(&self) -> SharedState {
+        let state = self.state();
+        let reopens = self.reopens.load(Ordering::Acquire);
+        SharedState::new(state, reopens, self.retry_after())
     }
 
     /// `StoreLink::apply`: the fleet's state, as a transition not told back to the store.
@@ -454,12 +575,18 @@ impl Core {
             if t.retired || (shared.version != 0 && shared.version <= last) {
                 return false;
             }
-            if last == change.base {
-                // No fleet state was applied since the change: the breaker is where the
-                // change left it, or further on by changes of its own (written next).
-                f.version.store(shared.version, Ordering::Release);
-                let word = self.word.load(Ordering::Acquire);
-                if epoch_of(word) == change.epoch
+            // Crossed: the breaker is still in the state a fleet state applied after the
+            // change put it in (or in the `half_open` that followed it). Every change
+            // made before the first ack has the same base, so the base cannot tell.
+            let word = self.word.load(Ordering::Acquire);
+            let epoch = epoch_of(word);
+            let crossed = f.remote_epoch.load(Ordering::Acquire) == epoch.wrapping_add(1)
+                && epoch > change.epoch;
+            if !crossed {
+                // The breaker is where the change left it, or further on by changes of
+                // its own (written next): it records the version only.
+                f.take(shared.version);
+                if epoch == change.epoch
                     && state_of(word) == State::Open
                     && shared.state == State::Open
                 {
@@ -473,14 +600,14 @@ impl Core {
         self.apply_shared(shared)
     }
 
-    /// Records `shared.version` as the last applied; false if it is not newer (a late
+    /// Records `shared.version` as the last taken; false if it is not newer (a late
     /// delivery). Under the transition lock.
     fn take_version(&self, f: &Fleet, shared: &SharedState) -> bool {
         let last = f.version.load(Ordering::Acquire);
         if shared.version != 0 && shared.version <= last {
             return false;
         }
-        f.version.store(shared.version.max(last), Ordering::Release);
+        f.take(shared.version);
         true
     }
 
@@ -1018,12 +1145,21 @@ impl Core {
                 Some(shared) if to == State::Open => self.set_fleet_deadline(shared),
                 _ => f.until.store(0, Ordering::Release),
             }
+            let applied = f.remote_epoch.load(Ordering::Acquire);
+            if remote.is_some()
+                || (to == State::HalfOpen && applied == epoch_of(current).wrapping_add(1))
+            {
+                f.remote_epoch
+                    .store(epoch.wrapping_add(1), Ordering::Release);
+            }
         }
         self.changed.store(now, Ordering::Release);
         self.word.store(pack(to, epoch), Ordering::Release);
         t.changed_wall = wall;
+        let mut handover = None;
         if let (Some(f), None) = (fleet, remote) {
-            // Told in transition order (under the lock); the sink only hands it over.
+            // Queued in transition order (under the lock), handed to the sink once the
+            // lock is released (`Exclusive`), so that the sink may call its link.
             let wait = (to == State::Open)
                 .then(|| {
                     let ctx = RetryContext::new(Duration::ZERO, reopens)
@@ -1033,13 +1169,21 @@ impl Core {
                 .flatten();
             let base = f.version.load(Ordering::Acquire);
             let change = Change::new(from, to, reopens, wait, epoch, expect.is_none(), base);
-            contained(|| f.sink.changed(change));
+            f.outbox().queue.push_back(change);
+            handover = Some(f);
         }
+        let exclusive = Exclusive {
+            guard: Some(t),
+            handover,
+        };
         if notify && self.dispatch.is_active() {
-            // In line while the transition is still exclusive (SM-19); `t` is released
-            // before any listener runs (SM-16, SM-18).
+            // In line while the transition is still exclusive (SM-19); the lock is
+            // released, and the change handed to the store, before any listener runs
+            // (SM-16, SM-18).
             let signal = Signal::new(self.name.clone(), from, to, wall);
-            self.dispatch.publish(signal, t);
+            self.dispatch.publish(signal, exclusive);
+        } else {
+            drop(exclusive);
         }
         true
     }
@@ -1158,6 +1302,7 @@ impl Core {
 
     fn freeze(core: &Core, t: &mut Transitions) {
         t.retired = true;
+        core.retired.store(1, Ordering::Release);
         let word = core.word.load(Ordering::Acquire);
         if state_of(word) == State::Open {
             core.word
