@@ -66,8 +66,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use fluxgate_core::{
-    AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Face, Info,
-    MAX_SLOW_THRESHOLDS, Metric, Opaque, Outcome, Record, Signal, State, Ticket,
+    AsyncCircuitBreaker, Builder, CallNotPermitted, CircuitBreaker, ConfigError, Error, Escaped,
+    Face, Info, MAX_SLOW_THRESHOLDS, Metric, Opaque, Outcome, Record, Signal, State, Ticket,
+    escaped,
 };
 pub use fluxgate_core::{
     clock, interfaces, keyed, permits, recovery, registry, retries, trackers, trippers, windows,

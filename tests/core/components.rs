@@ -416,6 +416,25 @@ fn tk1_all_typeof_custom() {
 }
 
 #[test]
+fn tk1_the_error_an_io_error_carries_is_in_the_chain() {
+    // `io::Error::other(e)` carries `e`, but its `source()` is `e`'s own source: the old
+    // walk skipped `e`, so `TypeOf::<E>` and `Custom<E>` missed the commonest wrapping.
+    let carried = io::Error::other(Untracked);
+    assert!(TypeOf::<Untracked>::new().track(&carried));
+    assert!(Custom::new(|_: &Untracked| true).track(&carried));
+    let deeper = Wrapped(io::Error::new(io::ErrorKind::TimedOut, Untracked));
+    assert!(TypeOf::<Untracked>::new().track(&deeper));
+    assert!(!TypeOf::<Untracked>::new().track(&io::Error::other("text only")));
+    // Through the breaker: the tracker decides what a failure is.
+    let cb = CircuitBreaker::builder("carried")
+        .tracker(TypeOf::<Untracked>::new())
+        .build()
+        .unwrap();
+    let _ = cb.call(|| Err::<(), _>(io::Error::other(Untracked)));
+    assert_eq!(cb.info().metric.failure_count, 1);
+}
+
+#[test]
 fn tk2_combinators_nest_and_short_circuit() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -479,3 +479,12 @@ fn lg1_r6_log_message_escapes_control_characters_in_the_name() {
         );
     }
 }
+
+#[test]
+fn r6_the_facade_exports_the_escaping_helper_for_custom_listeners() {
+    // Integrations are told to show names through `escaped`; the facade did not
+    // export it, so a listener written against `fluxgate` could not.
+    assert_eq!(fluxgate::escaped("pay\nments").to_string(), "pay\\nments");
+    let shown: fluxgate::Escaped<'_> = fluxgate::escaped("\u{1b}[31m");
+    assert_eq!(shown.to_string(), "\\u{1b}[31m");
+}

@@ -924,3 +924,16 @@ fn sl4_flush_waits_only_for_messages_queued_before_it() {
     server.release_all();
     assert!(slack.flush(DEADLINE));
 }
+
+#[test]
+fn the_spec_name_of_the_async_slack_listener_is_the_slack_listener() {
+    // SPEC §0 names `fluxgate::listeners::slack::AsyncSlackListener`.
+    fn same<T>(_: &T, _: &T) {}
+    let a: fluxgate::listeners::slack::AsyncSlackListener =
+        fluxgate::listeners::slack::SlackListener::builder("C0123456789", "xoxb-t")
+            .api_base("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+    let b = a.clone();
+    same::<fluxgate::listeners::slack::SlackListener>(&a, &b);
+}

@@ -148,7 +148,10 @@ impl Tracker for All {
     }
 }
 
-/// Tracks an error that is a `T` or has a `T` in its `source()` chain.
+/// Tracks an error that is a `T` or has a `T` in its `source()` chain. The chain
+/// includes the error an `io::Error` carries (`io::Error::other(e)`, `io::Error::new`),
+/// which its own `source()` skips. A `Box<T>` or `Arc<T>` returned as the call's error is
+/// not a `T` (its `source()` is the `T`'s source): track `TypeOf::<Box<T>>` for those.
 ///
 /// ```
 /// use std::io;
@@ -197,6 +200,18 @@ impl<T> fmt::Debug for TypeOf<T> {
     }
 }
 
+/// The next error of `e`'s chain: the payload of an `io::Error` (whose `source()` is the
+/// payload's own source, so the payload itself would be skipped), else `source()`.
+fn next_in_chain<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    if let Some(payload) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+    {
+        return Some(payload);
+    }
+    e.source()
+}
+
 impl<T: StdError + 'static> Tracker for TypeOf<T> {
     fn track(&self, error: &(dyn StdError + 'static)) -> bool {
         let mut cur = Some(error);
@@ -204,7 +219,7 @@ impl<T: StdError + 'static> Tracker for TypeOf<T> {
             if e.is::<T>() {
                 return true;
             }
-            cur = e.source();
+            cur = next_in_chain(e);
         }
         false
     }
@@ -260,7 +275,7 @@ where
             if let Some(e) = e.downcast_ref::<E>() {
                 return (self.predicate)(e);
             }
-            cur = e.source();
+            cur = next_in_chain(e);
         }
         false
     }

@@ -488,6 +488,16 @@ impl StoreSink for Sink {
         self.handle.shared.config.poll_interval
     }
 
+    /// The lease's TTL, less the time its grant may have spent on the way back (at most
+    /// the command timeout; the lease's clock starts on the server before the reply).
+    fn lease_ttl(&self) -> Duration {
+        let config = &self.handle.shared.config;
+        config
+            .lease_ttl
+            .saturating_sub(config.timeout)
+            .max(config.lease_ttl / 2)
+    }
+
     fn connected(&self) -> bool {
         self.handle.shared.connected.load(Ordering::Acquire)
             && !self.reg.failing.load(Ordering::Acquire)

@@ -535,6 +535,24 @@ pub struct SlackListener {
     shared: Arc<Shared>,
 }
 
+/// The name SPEC §0 gives the Slack listener of async breakers: the same type as
+/// [`SlackListener`], which is a listener for both faces (its posting runs on its own
+/// worker, never on the caller's executor).
+///
+/// ```
+/// use fluxgate_slack::AsyncSlackListener;
+/// let slack: AsyncSlackListener = AsyncSlackListener::builder("C0123456789", "xoxb-t")
+///     .api_base("http://127.0.0.1:9")
+///     .build()
+///     .unwrap();
+/// let cb = fluxgate_core::AsyncCircuitBreaker::builder("payments")
+///     .async_listener(slack)
+///     .build()
+///     .unwrap();
+/// # let _ = cb;
+/// ```
+pub type AsyncSlackListener = SlackListener;
+
 impl SlackListener {
     /// A listener that posts to `channel` (an id such as `C0123456789`; the bot must be a
     /// member) with a bot token (`xoxb-…`, scope `chat:write`), with the defaults of
