@@ -616,6 +616,13 @@ fn cf2_display_texts() {
         ok(&never).unwrap_err().to_string(),
         "circuit breaker 'NAME' is open"
     );
+    // A hand-made rejection in a state no breaker rejects in says that state (it read
+    // "is open" before).
+    let made = fluxgate::CallNotPermitted::new("NAME", State::Closed, None);
+    assert_eq!(
+        made.to_string(),
+        "circuit breaker 'NAME' is closed, call not permitted"
+    );
 }
 
 #[test]

@@ -368,7 +368,9 @@ impl fmt::Display for CallNotPermitted {
                 "circuit breaker '{name}' is half-open, call not permitted"
             ),
             State::ForcedOpen => write!(f, "circuit breaker '{name}' is forced open"),
-            _ => write!(f, "circuit breaker '{name}' is open"),
+            State::Open => write!(f, "circuit breaker '{name}' is open"),
+            // Not a state a breaker rejects in; only a hand-made rejection says so.
+            other => write!(f, "circuit breaker '{name}' is {other}, call not permitted"),
         }
     }
 }
