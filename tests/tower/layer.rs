@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -166,4 +167,33 @@ fn a_response_future_polled_after_completion_does_not_poll_its_service_again() {
     ));
     assert!(fut.as_mut().poll(&mut cx).is_pending());
     assert!(fut.as_mut().poll(&mut cx).is_pending());
+}
+
+#[tokio::test]
+async fn sm5_an_error_the_breakers_tracker_does_not_track_is_not_recorded_through_the_layer() {
+    // The layer recorded every `Err` as a failure, whatever the breaker's tracker: an
+    // untracked error opened the circuit through tower and was ignored by `call`. The
+    // tracker is asked about errors it can see into: `io::Error`, boxed and anyhow ones.
+    let cb = AsyncCircuitBreaker::builder("api")
+        .tracker(fluxgate::trackers::TypeOf::<io::Error>::new())
+        .tripper(FailureStreak::new(1))
+        .build()
+        .unwrap();
+    // Tower's usual error type: the tracker is asked about the error inside.
+    let untracked = CircuitBreakerLayer::new(cb.clone()).layer(service_fn(|_: ()| async {
+        Err::<(), tower::BoxError>(Box::new(std::fmt::Error))
+    }));
+    for _ in 0..3 {
+        assert!(matches!(
+            untracked.clone().oneshot(()).await,
+            Err(Error::Inner(_))
+        ));
+    }
+    assert_eq!(cb.state(), State::Closed);
+    assert_eq!(cb.info().metric.total_count, 0, "nothing recorded");
+    let tracked = CircuitBreakerLayer::new(cb.clone()).layer(service_fn(|_: ()| async {
+        Err::<(), _>(io::Error::other("down"))
+    }));
+    let _ = tracked.oneshot(()).await;
+    assert_eq!(cb.state(), State::Open);
 }

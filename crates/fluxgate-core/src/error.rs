@@ -148,28 +148,51 @@ pub(crate) fn view<E, R>(
 where
     E: 'static,
 {
+    see(error, judge).unwrap_or_else(|judge| {
+        judge(&Opaque {
+            type_name: std::any::type_name::<E>(),
+        })
+    })
+}
+
+/// As [`view`], or `None` for a type it cannot see into (no [`Opaque`] stand-in).
+pub(crate) fn try_view<E, R>(
+    error: &E,
+    judge: impl FnOnce(&(dyn std::error::Error + 'static)) -> R,
+) -> Option<R>
+where
+    E: 'static,
+{
+    see(error, judge).ok()
+}
+
+/// `judge`'s answer for the error inside `error`, or `judge` back when `error` is of a
+/// type this cannot see into.
+fn see<E, R, J>(error: &E, judge: J) -> Result<R, J>
+where
+    E: 'static,
+    J: FnOnce(&(dyn std::error::Error + 'static)) -> R,
+{
     use std::error::Error as StdError;
     let any: &dyn std::any::Any = error;
     if let Some(e) = any.downcast_ref::<Box<dyn StdError + Send + Sync>>() {
-        return judge(&**e);
+        return Ok(judge(&**e));
     }
     if let Some(e) = any.downcast_ref::<Box<dyn StdError + Send>>() {
-        return judge(&**e);
+        return Ok(judge(&**e));
     }
     if let Some(e) = any.downcast_ref::<Box<dyn StdError>>() {
-        return judge(&**e);
+        return Ok(judge(&**e));
     }
     if let Some(e) = any.downcast_ref::<Arc<dyn StdError + Send + Sync>>() {
-        return judge(&**e);
+        return Ok(judge(&**e));
     }
     #[cfg(feature = "anyhow")]
     if let Some(e) = any.downcast_ref::<anyhow::Error>() {
         let e: &(dyn StdError + Send + Sync + 'static) = e.as_ref();
-        return judge(e);
+        return Ok(judge(e));
     }
-    judge(&Opaque {
-        type_name: std::any::type_name::<E>(),
-    })
+    Err(judge)
 }
 
 /// The breaker refused a call (CF-1, CF-2).

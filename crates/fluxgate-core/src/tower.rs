@@ -61,7 +61,10 @@ where
     }
 }
 
-/// Every `Ok` is a success, every `Err` a failure (the default).
+/// Every `Ok` is a success, every `Err` a failure (the default). As everywhere, an error
+/// the breaker's tracker does not track is not recorded (SM-5): the tracker is asked about
+/// a `std::io::Error`, a `Box<dyn Error…>`, an `Arc<dyn Error…>` and an `anyhow::Error`
+/// (tower's `BoxError` included); an error of another type is a failure.
 ///
 /// ```
 /// use fluxgate_core::{Outcome, tower::{AnyError, Classify}};
@@ -79,7 +82,8 @@ impl<T, E> Classify<T, E> for AnyError {
     }
 }
 
-/// HTTP responses with a 5xx status and errors are failures; other responses succeed.
+/// HTTP responses with a 5xx status and errors are failures; other responses succeed. An
+/// error counts only if the breaker's tracker tracks it (SM-5).
 ///
 /// ```
 /// use fluxgate_core::{Outcome, tower::{Classify, ServerErrors}};
@@ -217,6 +221,7 @@ impl<S, C> CircuitBreaker<S, C> {
 impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
+    S::Error: 'static,
     C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
@@ -260,6 +265,7 @@ pin_project! {
 impl<F, C, T, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
+    E: 'static,
     C: Classify<T, E>,
 {
     type Output = Result<T, Error<E>>;
@@ -278,7 +284,12 @@ where
         // nothing to poll (a finished future may panic when polled again).
         this.inner.set(None);
         if let Some(ticket) = this.ticket.take() {
-            ticket.record(this.classify.classify(&result));
+            match (this.classify.classify(&result), &result) {
+                // An error the classifier calls a failure is one only if the breaker's
+                // tracker tracks it (SM-5), as for the breaker's own calls.
+                (Outcome::Failure, Err(error)) => ticket.failure_unless_untracked(error),
+                (outcome, _) => ticket.record(outcome),
+            }
         }
         Poll::Ready(result.map_err(Error::Inner))
     }
@@ -336,6 +347,7 @@ impl<S, C> Respond503<S, C> {
 impl<S, C, Req, B> Service<Req> for Respond503<S, C>
 where
     S: Service<Req, Response = http::Response<B>>,
+    S::Error: 'static,
     C: Classify<S::Response, S::Error> + Clone,
     B: Default,
 {
@@ -362,7 +374,7 @@ pin_project! {
     }
 }
 
-impl<F, C, B, E> Future for Respond503Future<F, C>
+impl<F, C, B, E: 'static> Future for Respond503Future<F, C>
 where
     F: Future<Output = Result<http::Response<B>, E>>,
     C: Classify<http::Response<B>, E>,

@@ -186,6 +186,23 @@ impl<'a> Ticket<'a> {
             Outcome::Ignored
         })
     }
+
+    /// Records a failure, unless `error` is one the breaker's tracker can be asked about
+    /// (a `std::io::Error`, or what [`error_any`](Self::error_any) sees into) and does not
+    /// track (then nothing is recorded, SM-5). For layers that get any error type and are
+    /// told by a classifier that it failed (`tower`).
+    pub(crate) fn failure_unless_untracked<E: 'static>(self, error: &E) {
+        let any: &dyn std::any::Any = error;
+        let tracked = match any.downcast_ref::<std::io::Error>() {
+            Some(io) => Some(self.core.tracks(io)),
+            None => crate::error::try_view(error, |e| self.core.tracks(e)),
+        };
+        self.record(if tracked == Some(false) {
+            Outcome::Ignored
+        } else {
+            Outcome::Failure
+        })
+    }
 }
 
 impl Drop for Ticket<'_> {

@@ -206,6 +206,7 @@ impl<S, K, KF, C> KeyedCircuitBreaker<S, K, KF, C> {
 impl<S, K, KF, C, Req> Service<Req> for KeyedCircuitBreaker<S, K, KF, C>
 where
     S: Service<Req>,
+    S::Error: 'static,
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     KF: KeyOf<Req, K>,
     C: Classify<S::Response, S::Error> + Clone,
