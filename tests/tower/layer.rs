@@ -197,3 +197,62 @@ async fn sm5_an_error_the_breakers_tracker_does_not_track_is_not_recorded_throug
     let _ = tracked.oneshot(()).await;
     assert_eq!(cb.state(), State::Open);
 }
+
+/// A service that is never ready (a saturated upstream: its concurrency limit used up).
+#[derive(Clone)]
+struct Saturated;
+
+impl Service<()> for Saturated {
+    type Response = http::Response<String>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<http::Response<String>, Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Pending
+    }
+    fn call(&mut self, _: ()) -> Self::Future {
+        panic!("called while not ready")
+    }
+}
+
+#[test]
+fn an_open_breaker_answers_at_once_even_when_the_inner_service_is_not_ready() {
+    // The old layer only forwarded `poll_ready`: an open breaker in front of a saturated
+    // upstream waited on its backpressure, so the 503 never came.
+    let clock = ManualClock::new();
+    let cb = AsyncCircuitBreaker::builder("upstream")
+        .tripper(FailureStreak::new(1))
+        .retry(Cooldown::new(Duration::from_secs(30)))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut plain = CircuitBreakerLayer::new(cb.clone()).layer(Saturated);
+    let mut http = CircuitBreakerLayer::new(cb.clone())
+        .respond_503()
+        .layer(Saturated);
+    // Closed: the upstream's backpressure holds.
+    assert!(plain.poll_ready(&mut cx).is_pending());
+    assert!(http.poll_ready(&mut cx).is_pending());
+    cb.force_open();
+    assert!(plain.poll_ready(&mut cx).is_ready());
+    let mut fut = Box::pin(plain.call(()));
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Err(e)) => assert!(e.is_rejected()),
+        other => panic!("{other:?}"),
+    }
+    assert!(http.poll_ready(&mut cx).is_ready());
+    let mut fut = Box::pin(http.call(()));
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(r)) => assert_eq!(r.status(), 503),
+        other => panic!("{other:?}"),
+    }
+    // Open with its probe due: the probe must reach the upstream, so backpressure holds.
+    cb.reset();
+    let _ = cb.admit().map(|t| t.failure());
+    assert_eq!(cb.state(), State::Open);
+    assert!(plain.poll_ready(&mut cx).is_ready(), "open, 30 s to go");
+    clock.advance(Duration::from_secs(30));
+    let mut fresh = CircuitBreakerLayer::new(cb.clone()).layer(Saturated);
+    assert!(fresh.poll_ready(&mut cx).is_pending(), "the probe is due");
+    assert_eq!(cb.info().metric.total_count, 0, "nothing recorded");
+}

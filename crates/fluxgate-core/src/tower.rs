@@ -186,11 +186,18 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
             inner,
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
+            shed: false,
         }
     }
 }
 
 /// A service protected by a circuit breaker; made by [`CircuitBreakerLayer`].
+///
+/// The breaker decides in `call`. An open breaker does not wait for the inner service's
+/// backpressure, though: when the inner service is not ready and the breaker would
+/// reject a call now (`forced_open`, or `open` before its probe is due), `poll_ready`
+/// answers ready and the next `call` is rejected without reaching the inner service. A
+/// saturated upstream is when failing fast matters most.
 ///
 /// ```
 /// use fluxgate_core::tower::CircuitBreakerLayer;
@@ -203,6 +210,9 @@ pub struct CircuitBreaker<S, C = AnyError> {
     inner: S,
     breaker: AsyncCircuitBreaker,
     classify: C,
+    /// `poll_ready` answered ready for the breaker, not for the inner service: the next
+    /// call is rejected without reaching it.
+    shed: bool,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
@@ -218,6 +228,27 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
+impl<S, C> CircuitBreaker<S, C> {
+    /// The inner service's readiness, or the breaker's when it would reject a call now
+    /// and the inner service is not ready (see the type's documentation).
+    fn ready<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>>
+    where
+        S: Service<Req>,
+    {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(ready) => {
+                self.shed = false;
+                Poll::Ready(ready)
+            }
+            Poll::Pending if rejects_now(&self.breaker) => {
+                self.shed = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
@@ -229,10 +260,28 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Error::Inner)
+        self.ready(cx).map_err(Error::Inner)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        if std::mem::take(&mut self.shed) {
+            // The inner service was not ready: it must not be called. Rejected as the
+            // breaker stands now (an admission made meanwhile is given back unused).
+            let rejection = match self.breaker.admit_owned() {
+                Err(rejection) => rejection,
+                Ok(_unused) => CallNotPermitted::new(
+                    self.breaker.name(),
+                    self.breaker.state(),
+                    self.breaker.retry_after(),
+                ),
+            };
+            return ResponseFuture {
+                inner: None,
+                ticket: None,
+                rejected: Some(rejection),
+                classify: self.classify.clone(),
+            };
+        }
         match self.breaker.admit_owned() {
             Ok(ticket) => ResponseFuture {
                 inner: Some(self.inner.call(req)),
@@ -292,6 +341,16 @@ where
             }
         }
         Poll::Ready(result.map_err(Error::Inner))
+    }
+}
+
+/// Whether `breaker` would reject a call now: `forced_open`, or `open` before its probe is
+/// due (a wait of `None` is a retry policy that never retries).
+fn rejects_now(breaker: &AsyncCircuitBreaker) -> bool {
+    match breaker.state() {
+        crate::State::ForcedOpen => true,
+        crate::State::Open => breaker.retry_after() != Some(std::time::Duration::ZERO),
+        _ => false,
     }
 }
 
@@ -356,7 +415,9 @@ where
     type Future = Respond503Future<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.inner.poll_ready(cx)
+        // The breaker's readiness (it may answer for an inner service that is not ready,
+        // see `CircuitBreaker`).
+        self.inner.ready::<Req>(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
