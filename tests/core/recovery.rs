@@ -1052,3 +1052,49 @@ fn slow_phase_flaps_with_the_default_recovery_and_not_with_probes() {
     );
     assert!(probes.contains(&(State::HalfOpen, State::Open)));
 }
+
+#[test]
+fn sm9_a_probes_rule_judges_exactly_the_probes_it_counted() {
+    // Probe a recorded its success and read the metric; b then recorded its failure and
+    // was counted first; a, counted second, judged the metric it had read (one success):
+    // `Probes(2, FailureRate(0.5))` closed on a success and a failure, which must reopen.
+    // The tripper pauses a between its reading and its count, where the old code let b in.
+    let pause = Arc::new(AtomicBool::new(true));
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel::<()>();
+    let paused_tx = std::sync::Mutex::new(paused_tx);
+    let tripper = {
+        let pause = pause.clone();
+        move |ctx: &TripContext<'_>| -> bool {
+            if ctx.state == State::HalfOpen && pause.swap(false, Ordering::SeqCst) {
+                paused_tx.lock().unwrap().send(()).unwrap();
+                // Gives b the time to go first where it can (the old code); with the
+                // probes' turn, b waits for a whatever this pause is.
+                thread::sleep(Duration::from_millis(200));
+            }
+            ctx.state == State::Closed && ctx.consecutive_failures >= 1
+        }
+    };
+    let cb = CircuitBreaker::builder("svc")
+        .tripper(tripper)
+        .retry(Always)
+        .permit(permits::All)
+        .max_half_open_calls(2)
+        .recovery(Probes::new(2, FailureRate::new(0.5)))
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    cb.admit().unwrap().failure();
+    let a = cb.admit_owned().unwrap();
+    let b = cb.admit_owned().unwrap();
+    assert_eq!(cb.state(), State::HalfOpen);
+    let judged = thread::scope(|s| {
+        let first = s.spawn(move || a.success());
+        paused_rx.recv().unwrap(); // a is between its reading and its count
+        let second = s.spawn(move || b.failure());
+        first.join().unwrap();
+        second.join().unwrap();
+        cb.state()
+    });
+    assert_eq!(judged, State::Open, "a success and a failure must reopen");
+    assert_eq!(cb.info().reopens, 1);
+}

@@ -325,6 +325,11 @@ pub struct Core {
     /// Listeners that want every call; `None` (the common case) costs one branch.
     calls: Option<Box<CallSink>>,
     transitions: Mutex<Transitions>,
+    /// Half-open probes record, count and are judged one at a time, so that the rule
+    /// judges the probes it counted (SM-9); holds `epoch + 1` of the half-open period
+    /// already decided (0: none), whose later probes record nothing. Never held while a
+    /// transition runs (its listeners may call back).
+    probe_turn: Mutex<u64>,
     /// `Transitions::retired`, readable without the lock (`StoreLink::is_alive`, which a
     /// store may call from anywhere): 1 once retired. Written with it, under the lock.
     retired: AtomicU32,
@@ -422,6 +427,7 @@ impl Core {
                 changed_wall: wall,
                 retired: false,
             }),
+            probe_turn: Mutex::new(0),
             retired: AtomicU32::new(0),
             fleet: std::sync::OnceLock::new(),
         }
@@ -985,6 +991,9 @@ impl Core {
             None if self.needs_now => self.clock.now_nanos(),
             None => 0,
         };
+        if state == State::HalfOpen {
+            return self.record_probe(adm, failure, now);
+        }
         if self.word.load(Ordering::Acquire) != adm.word {
             // The breaker moved on while the call ran: the outcome belongs to a state
             // that no longer exists (SM-17).
@@ -1009,30 +1018,53 @@ impl Core {
             return;
         }
         let streak = self.count_streak(epoch, failure);
-        if !matches!(state, State::Closed | State::HalfOpen) {
+        if state != State::Closed {
             return;
         }
         let metric = self.window.metric(epoch, now);
-        let trip = self.tripper.trip(&TripContext::new(&metric, state, streak));
-        match (state, trip) {
-            (State::Closed, true) => {
-                self.transition(Some(adm.word), State::Open, true);
-            }
-            (State::HalfOpen, tripped) => {
-                self.recover(adm.word, &metric, failure, tripped, streak);
-            }
-            _ => {}
+        if self.tripper.trip(&TripContext::new(&metric, state, streak)) {
+            self.transition(Some(adm.word), State::Open, true);
         }
     }
 
-    /// SM-9, as the recovery rule reads it: counts the probe, asks the rule, acts.
+    /// A half-open probe's outcome (SM-8, SM-9): recorded, counted and judged in one turn
+    /// with the other probes of its period, so that the metric the rule reads holds
+    /// exactly the probes counted so far; once a probe decided the period, later ones
+    /// record nothing (SM-17). The transition runs after the turn.
+    #[cold]
     #[inline(never)]
-    fn recover(&self, word: u64, metric: &Metric, failed: bool, tripped: bool, streak: u64) {
-        let Some((probes, successes)) = self.count_probe(epoch_of(word), failed) else {
-            return;
+    fn record_probe(&self, adm: &Admission, failure: bool, now: u64) {
+        let word = adm.word;
+        let epoch = epoch_of(word);
+        let verdict = {
+            let mut decided = self.probe_turn.lock().unwrap_or_else(|p| p.into_inner());
+            if *decided == epoch.wrapping_add(1) || self.word.load(Ordering::Acquire) != word {
+                // The period was decided, or the breaker moved on (SM-17).
+                return;
+            }
+            let duration = if self.window_durations {
+                Duration::from_nanos(now.saturating_sub(adm.start))
+            } else {
+                Duration::ZERO
+            };
+            self.window
+                .record_changed(epoch, now, Record { failure, duration });
+            let streak = self.count_streak(epoch, failure);
+            let metric = self.window.metric(epoch, now);
+            let tripped = self
+                .tripper
+                .trip(&TripContext::new(&metric, State::HalfOpen, streak));
+            let Some((probes, successes)) = self.count_probe(epoch, failure) else {
+                return;
+            };
+            let ctx = RecoveryContext::new(&metric, failure, tripped, probes, successes, streak);
+            let verdict = self.recovery.decide(&ctx);
+            if verdict != Verdict::Stay {
+                *decided = epoch.wrapping_add(1);
+            }
+            verdict
         };
-        let ctx = RecoveryContext::new(metric, failed, tripped, probes, successes, streak);
-        match self.recovery.decide(&ctx) {
+        match verdict {
             Verdict::Stay => {}
             Verdict::Close => {
                 self.transition(Some(word), State::Closed, true);
