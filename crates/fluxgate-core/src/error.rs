@@ -156,6 +156,7 @@ where
 }
 
 /// As [`view`], or `None` for a type it cannot see into (no [`Opaque`] stand-in).
+#[cfg(feature = "tower")]
 pub(crate) fn try_view<E, R>(
     error: &E,
     judge: impl FnOnce(&(dyn std::error::Error + 'static)) -> R,

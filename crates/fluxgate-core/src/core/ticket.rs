@@ -191,6 +191,7 @@ impl<'a> Ticket<'a> {
     /// (a `std::io::Error`, or what [`error_any`](Self::error_any) sees into) and does not
     /// track (then nothing is recorded, SM-5). For layers that get any error type and are
     /// told by a classifier that it failed (`tower`).
+    #[cfg(feature = "tower")]
     pub(crate) fn failure_unless_untracked<E: 'static>(self, error: &E) {
         let any: &dyn std::any::Any = error;
         let tracked = match any.downcast_ref::<std::io::Error>() {
