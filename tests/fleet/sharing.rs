@@ -507,3 +507,59 @@ fn an_offline_command_keeps_the_last_change_a_command() {
         "b heard a's offline history"
     );
 }
+
+/// A sink whose first `changed` waits until the test lets it go, recording every change.
+#[derive(Clone, Default)]
+struct Stuck {
+    seen: Arc<Mutex<Vec<Change>>>,
+    gate: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+}
+
+struct StuckSink(Stuck);
+
+impl StoreSink for StuckSink {
+    fn changed(&self, change: Change) {
+        let gate = self.0.gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            let _ = gate.recv_timeout(Duration::from_secs(30));
+        }
+        self.0.seen.lock().unwrap().push(change);
+    }
+}
+
+impl StateStore for Stuck {
+    fn attach(&self, _: StoreLink) -> Box<dyn StoreSink> {
+        Box::new(StuckSink(self.clone()))
+    }
+}
+
+/// R-2 for the store: behind a sink stuck in `changed`, changes wait in a bounded queue
+/// (further ones merged into the newest), and the sink ends on the breaker's state.
+#[test]
+fn changes_behind_a_stuck_sink_wait_in_a_bounded_queue_that_ends_on_the_state() {
+    let (release, gate) = mpsc::channel();
+    let store = Stuck::default();
+    *store.gate.lock().unwrap() = Some(gate);
+    let cb = Arc::new(instance(store.clone(), &ManualClock::new(), None));
+    let stuck = {
+        let cb = cb.clone();
+        std::thread::spawn(move || cb.force_open()) // hands its change over, and waits
+    };
+    while store.gate.lock().unwrap().is_some() {
+        std::thread::yield_now();
+    }
+    for n in 0..5_000 {
+        if n % 2 == 0 {
+            cb.reset();
+        } else {
+            cb.force_open();
+        }
+    }
+    release.send(()).unwrap();
+    stuck.join().unwrap();
+    let seen = store.seen.lock().unwrap();
+    assert!(seen.len() <= 1 + 1024, "{} changes queued", seen.len());
+    let last = seen.last().unwrap();
+    assert_eq!(last.to, cb.state());
+    assert!(last.manual);
+}

@@ -212,6 +212,26 @@ struct Outbox {
     handing: bool,
 }
 
+impl Outbox {
+    /// Queues `change`; behind a sink that does not keep up, at most
+    /// [`dispatch::QUEUE_CAPACITY`] wait, and a further change is merged into the newest
+    /// one: the later state, from the earlier one's, manual if either was (a store writes
+    /// the last change of a run anyway, as after a disconnection).
+    fn push(&mut self, change: Change) {
+        if self.queue.len() < dispatch::QUEUE_CAPACITY {
+            self.queue.push_back(change);
+            return;
+        }
+        if let Some(last) = self.queue.back_mut() {
+            *last = Change {
+                from: last.from,
+                manual: last.manual || change.manual,
+                ..change
+            };
+        }
+    }
+}
+
 impl Fleet {
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
         // Never held while foreign code runs: it cannot be poisoned by a sink.
@@ -1201,7 +1221,7 @@ impl Core {
                 .flatten();
             let base = f.version.load(Ordering::Acquire);
             let change = Change::new(from, to, reopens, wait, epoch, expect.is_none(), base);
-            f.outbox().queue.push_back(change);
+            f.outbox().push(change);
             handover = Some(f);
         }
         let exclusive = Exclusive {
