@@ -449,10 +449,15 @@ fn a_write_acknowledged_without_version_keeps_the_version() {
 
 // ---- Bug 5: reconcile step 1, "the change it made while disconnected (the last one)". ----
 
-/// On reconnection an instance writes its last offline change only: the others never
-/// replay its history (here a trip and the probe that closed it again).
-#[test]
-fn a_reconnection_writes_only_the_last_offline_change() {
+/// Two instances `a` and `b` of one fleet on a `MemoryStore`, in sync, then cut off from
+/// it; `heard` records what `b`'s listeners hear.
+fn two_disconnected() -> (
+    ManualClock,
+    MemoryStore,
+    CircuitBreaker,
+    CircuitBreaker,
+    Heard,
+) {
     let clock = ManualClock::new();
     let store = MemoryStore::new(clock.clone());
     let heard = Heard::default();
@@ -460,6 +465,14 @@ fn a_reconnection_writes_only_the_last_offline_change() {
     let b = instance(store.clone(), &clock, Some(&heard));
     store.sync();
     store.set_connected(false);
+    (clock, store, a, b, heard)
+}
+
+/// On reconnection an instance writes its last offline change only: the others never
+/// replay its history (here a trip and the probe that closed it again).
+#[test]
+fn a_reconnection_writes_only_the_last_offline_change() {
+    let (clock, store, a, b, heard) = two_disconnected();
     fail(&a);
     clock.advance(COOLDOWN);
     a.admit().expect("a probes alone").success();
@@ -482,13 +495,7 @@ fn a_reconnection_writes_only_the_last_offline_change() {
 /// instance's command was written first.
 #[test]
 fn an_offline_command_keeps_the_last_change_a_command() {
-    let clock = ManualClock::new();
-    let store = MemoryStore::new(clock.clone());
-    let heard = Heard::default();
-    let a = instance(store.clone(), &clock, None);
-    let b = instance(store.clone(), &clock, Some(&heard));
-    store.sync();
-    store.set_connected(false);
+    let (_clock, store, a, b, heard) = two_disconnected();
     b.force_open();
     a.metrics_only();
     a.reset();
